@@ -1,0 +1,38 @@
+# babyvlm: the two entry points are `make study` (the study and its report) and `make test`.
+# Both create/refresh the virtual environment first and fetch the registry assets (a no-op when cached).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PROFILE ?= default
+STAMP := $(VENV)/.installed
+
+.PHONY: study test assets venv clean-outputs lab
+
+venv: $(STAMP)
+
+$(STAMP): settings.ini setup.py
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --disable-pip-version-check -q -e ".[dev]"
+	$(BIN)/python -m ipykernel install --sys-prefix --name babyvlm --display-name "babyvlm" >/dev/null
+	touch $(STAMP)
+
+assets: $(STAMP)
+	$(BIN)/babyvlm assets fetch
+
+study: assets
+	$(BIN)/babyvlm study --profile $(PROFILE)
+
+test: assets
+	$(BIN)/nbdev_export
+	@if [ -n "$$(git status --porcelain -- babyvlm)" ]; then \
+	  echo "nbdev_export changed babyvlm/: the notebooks and the library are out of sync:"; \
+	  git status --porcelain -- babyvlm; exit 1; fi
+	$(BIN)/nbdev_test --n_workers 2
+	$(BIN)/pytest -q tests
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab nbs
+
+clean-outputs:
+	rm -rf outputs/*/
