@@ -1,0 +1,92 @@
+"The papermill path end to end: profile -> runs -> metrics -> report, failures, determinism, the CLI."
+import json, shutil, subprocess, sys
+from pathlib import Path
+import pytest
+from babyvlm.study import run_study, run_one, load_params, load_params_file, run_dir, collect_runs
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+# the quick profile made smaller still, so the whole path runs in a couple of minutes on 2 cores
+TINY = ['train.max_steps=30', 'train.eval_every=15', 'train.ckpt_every=15', 'eval.n_boot=200',
+        'world.labeled_s_per_category=10']
+
+
+@pytest.fixture(scope='module')
+def params_root(tmp_path_factory):
+    "A copy of params/ with an extra condition whose model cannot be built, to exercise failures."
+    root = tmp_path_factory.mktemp('params')
+    shutil.copytree(ROOT/'params', root, dirs_exist_ok=True)
+    (root/'conditions'/'broken.yaml').write_text('description: a model config that does not exist\n'
+                                                 'data:\n  sources: [home]\nmodel:\n  arch: no-such-architecture\n')
+    return root
+
+
+@pytest.fixture(scope='module')
+def study(tmp_path_factory, params_root):
+    import os
+    os.environ['BABYVLM_PARAMS'] = str(params_root)
+    out = tmp_path_factory.mktemp('outputs')
+    res = run_study('quick', conditions=['home', 'broken'], seeds=[0], overrides=TINY, out_root=out, echo=lambda *a: None)
+    yield res
+    del os.environ['BABYVLM_PARAMS']
+
+
+def test_study_writes_runs_and_report(study):
+    sd = study['study_dir']
+    home = run_dir(sd, 'home', 0)
+    st = json.loads((home/'status.json').read_text())
+    assert st['status'] == 'ok', st.get('error')
+    m = json.loads((home/'metrics.json').read_text())['labeled_s']
+    assert 0.0 <= m['ci_low'] <= m['accuracy'] <= m['ci_high'] <= 1.0
+    assert m['n'] == 22 * 10 and m['chance'] == 0.25
+    assert len(m['per_category']) == 22
+    preds = (home/'predictions.jsonl').read_text().splitlines()
+    assert len(preds) == m['n']
+    p = json.loads(preds[0]); assert {'trial_id', 'chosen', 'correct', 'scores'} <= set(p)
+    for f in ['params.yaml', 'provenance.json', 'train_evaluate.ipynb', 'train_log.jsonl']:
+        assert (home/f).exists(), f
+    prov = json.loads((home/'provenance.json').read_text())
+    assert {'git', 'packages', 'world_hash'} <= set(prov)
+    assert load_params_file(home/'params.yaml').train.max_steps == 30
+    html = (sd/'report.html').read_text()
+    assert 'Labeled-S' in html and 'broken' in html
+
+
+def test_failed_run_is_recorded_and_not_complete(study):
+    sd = study['study_dir']
+    assert study['ok'] is False
+    br = run_dir(sd, 'broken', 0)
+    st = json.loads((br/'status.json').read_text())
+    assert st['status'] == 'failed' and 'no-such-architecture' in st['error']
+    assert not (br/'metrics.json').exists(), 'a failed run must not look complete'
+    assert [r['condition'] for r in collect_runs(sd) if r['metrics'] is None] == ['broken']
+
+
+def test_same_params_and_seed_give_identical_metrics(study, tmp_path):
+    "Rerun the successful condition from scratch in a new folder: metrics.json must be byte-identical."
+    first = run_dir(study['study_dir'], 'home', 0)
+    p = load_params('quick', 'home', 0, TINY)
+    st = run_one(p, tmp_path/'again')
+    assert st['status'] == 'ok', st.get('error')
+    assert (tmp_path/'again'/'metrics.json').read_bytes() == (first/'metrics.json').read_bytes()
+
+
+def test_cli_help_explains_options():
+    r = subprocess.run([str(BIN/'babyvlm'), 'study', '--help'], capture_output=True, text=True)
+    assert r.returncode == 0
+    for opt in ['--profile', '--conditions', '--seeds', '--set', '--out', '--no-report']: assert opt in r.stdout
+
+
+def test_cli_rejects_unknown_key_naming_it(params_root):
+    r = subprocess.run([str(BIN/'babyvlm'), 'study', '--profile', 'quick', '--set', 'world.image_sise=32'],
+                       capture_output=True, text=True)
+    assert r.returncode == 2
+    assert "unknown key 'world.image_sise'" in r.stderr and 'image_size' in r.stderr
+
+
+def test_cli_exits_nonzero_when_a_run_fails(params_root, tmp_path):
+    env = {**__import__('os').environ, 'BABYVLM_PARAMS': str(params_root)}
+    r = subprocess.run([str(BIN/'babyvlm'), 'study', '--profile', 'quick', '--conditions', 'broken', '--no-report',
+                        '--out', str(tmp_path)] + sum([['--set', o] for o in TINY], []), capture_output=True, text=True, env=env)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert 'FAILED' in r.stderr and 'broken/0' in r.stderr

@@ -1,0 +1,78 @@
+"The embedded world: disjoint asset groups, determinism, clear errors."
+import io
+from dataclasses import asdict
+from pathlib import Path
+import numpy as np, pytest, datasets
+from PIL import Image
+from babyvlm.core import stable_hash
+from babyvlm.assets import asset_index, assets_dir, AssetError, LABELED_S_CATEGORIES
+from babyvlm.world import (WorldConfig, World, build_world, split_groups, make_pools, AssetStore, check_images,
+                           PAIR_FEATURES, TRIAL_FEATURES)
+from babyvlm.benchmarks import trials_from_dataset, LabeledSTrial
+
+TINY = WorldConfig(n_home_train=110, n_home_val=44, n_web=60, n_web_val=20, labeled_s_per_category=2, seed=3)
+
+@pytest.fixture(scope='module')
+def world(): return build_world(TINY, progress=False)
+
+def test_contract_columns(world):
+    for dd, splits in ((world.home, ('train', 'validation')), (world.web, ('train', 'validation'))):
+        assert set(splits) <= set(dd)
+        for s in splits:
+            x = dd[s][0]
+            assert isinstance(x['image'], Image.Image) and x['image'].size == (64, 64) and x['image'].mode == 'RGB'
+            assert {'image', 'text', 'category', 'asset_id', 'aligned'} <= set(x)
+    assert set(world.home['train']['category']) == set(LABELED_S_CATEGORIES)
+    t = world.labeled_s
+    assert len(t) == 22*2 and all(isinstance(x, LabeledSTrial) and len(x.images) == 4 for x in t)
+    assert all(x.categories[x.target] == x.target_category for x in t)
+    assert world.root.name == stable_hash(asdict(TINY))
+    assert world.manifest['counts']['home_train'] == 110
+
+def test_asset_groups_disjoint(world):
+    g = lambda ds: set(ds['group'])
+    train, val, test = g(world.home['train']), g(world.home['validation']), g(world.benchmark_dataset('labeled_s'))
+    assert train and val and test
+    assert not (train & val) and not (train & test) and not (val & test)
+    assert not (g(world.web['train']) & test) and not (g(world.web['validation']) & test)
+    m = world.manifest['groups']
+    assert not (set(m['train']) & set(m['test'])) and not (set(m['val']) & set(m['test']))
+
+def test_every_split_has_every_category():
+    idx = asset_index(); so = split_groups(idx, WorldConfig())
+    for s in ('train', 'val', 'test'):
+        p = make_pools(idx, so, s)
+        assert all(p.objects.get(c) for c in LABELED_S_CATEGORIES), s
+        assert p.textures.get('floor') and p.distractors
+
+def test_determinism(world, tmp_path):
+    (tmp_path/'assets').symlink_to(assets_dir())
+    w2 = build_world(TINY, cache=tmp_path, progress=False, workers=2)
+    assert w2.root.name == world.root.name
+    for i in (0, 1, 50):
+        assert np.array_equal(np.asarray(w2.home['train'][i]['image']), np.asarray(world.home['train'][i]['image']))
+    assert w2.home['train']['text'] == world.home['train']['text']
+    assert [np.asarray(im).tobytes() for im in w2.labeled_s[3].images] == [np.asarray(im).tobytes() for im in world.labeled_s[3].images]
+
+def test_reuse_and_incomplete(world, tmp_path):
+    assert build_world(TINY, progress=False).root == world.root
+    with pytest.raises(FileNotFoundError, match='no complete world'): World(tmp_path)
+
+def test_corrupt_image_in_dataset_is_named(world):
+    rows = world.home['train'].select(range(3)).cast_column('image', datasets.Image(decode=False)).to_dict()
+    rows['image'][1] = {'bytes': b'garbage', 'path': None}
+    with pytest.raises(ValueError, match=r'home/train: row 1 \(asset'):
+        check_images(datasets.Dataset.from_dict(rows, features=PAIR_FEATURES), 'home/train')
+    ls = world.benchmark_dataset('labeled_s').select(range(8)).cast_column('image', datasets.Image(decode=False)).to_dict()
+    ls['image'][6] = {'bytes': b'garbage', 'path': None}
+    with pytest.raises(ValueError, match='trial 1, position 2'):
+        trials_from_dataset(datasets.Dataset.from_dict(ls, features=TRIAL_FEATURES))
+
+def test_corrupt_asset_file_is_named(tmp_path):
+    idx = asset_index(); r = next(x for x in idx if x['asset_id'] == 'qabcs-data/doll')
+    f = tmp_path/r['path']; f.parent.mkdir(parents=True); f.write_bytes(b'\x89PNG\r\n\x1a\n broken')
+    with pytest.raises(AssetError, match='doll.png'): AssetStore(tmp_path, [r])('qabcs-data/doll')
+
+def test_misaligned_share(world):
+    assert 0.1 < 1 - np.mean(world.home['train']['aligned']) < 0.5
+    assert all(t == t.lower() for t in world.home['train']['text'])
