@@ -28,7 +28,7 @@ test: assets
 	@if [ -n "$$(git status --porcelain -- babyvlm)" ]; then \
 	  echo "nbdev_export changed babyvlm/: the notebooks and the library are out of sync:"; \
 	  git status --porcelain -- babyvlm; exit 1; fi
-	$(BIN)/nbdev_test --n_workers 2
+	$(BIN)/nbdev_test --n_workers 1
 	$(BIN)/pytest -q tests
 
 lab: $(STAMP)

@@ -49,3 +49,10 @@ def test_library_matches_notebooks(tmp_path):
     after = {p.relative_to(dst): p.read_bytes() for p in (dst/'babyvlm').rglob('*.py')}
     changed = sorted(str(k) for k in set(before) | set(after) if before.get(k) != after.get(k))
     assert changed == [], f'edit the notebooks, not the .py files; out of sync: {changed}'
+
+
+def test_papermill_reads_the_template_parameters():
+    "papermill must parse every parameter (an unparsable line would make it inject blindly and warn)."
+    import papermill as pm
+    assert set(pm.inspect_notebook(str(ROOT/'nbs'/'runs'/'train_evaluate.ipynb'))) == {'params_file', 'out_dir', 'profile', 'condition', 'seed'}
+    assert set(pm.inspect_notebook(str(ROOT/'nbs'/'runs'/'report.ipynb'))) == {'study_dir'}

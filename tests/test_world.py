@@ -76,3 +76,10 @@ def test_corrupt_asset_file_is_named(tmp_path):
 def test_misaligned_share(world):
     assert 0.1 < 1 - np.mean(world.home['train']['aligned']) < 0.5
     assert all(t == t.lower() for t in world.home['train']['text'])
+
+def test_parallel_composing_is_identical():
+    from babyvlm.world import _map, _home_row
+    idx = asset_index(); cfg = WorldConfig(seed=5); so = split_groups(idx, cfg)
+    pools = make_pools(idx, so, 'train'); store = AssetStore(assets_dir(), idx, 96)
+    f = lambda i: _home_row(i, pools, store, cfg, 1)
+    assert _map(f, 240, 2) == _map(f, 240, 1)

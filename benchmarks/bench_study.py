@@ -1,0 +1,65 @@
+#!/usr/bin/env python
+"""Time the stages of the embedded study on this machine and print a table.
+
+  world building     images composed per second (home + web + Labeled-S images, fresh cache, assets reused)
+  training           optimizer steps/s and samples/s of the profile's contrastive model (evaluation excluded)
+  evaluation         Labeled-S trials/s and image-text pairs/s with the contrastive scorer
+
+usage: .venv/bin/python benchmarks/bench_study.py [--profile quick] [--steps 60] [--home 2000]
+Timings on shared machines vary several-fold between runs; compare rows of one run, not runs.
+"""
+import argparse, os, tempfile, time
+from dataclasses import replace
+from pathlib import Path
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--profile', default='quick', help='profile whose world/model/train sections are timed')
+    ap.add_argument('--steps', type=int, default=60, help='training steps to time')
+    ap.add_argument('--home', type=int, default=2000, help='home training pairs in the timed world build')
+    a = ap.parse_args()
+    from babyvlm.core import set_offline, seed_everything, cache_dir
+    from babyvlm.study import load_params, run_training_data
+    from babyvlm.assets import fetch_assets
+    from babyvlm.world import build_world
+    from babyvlm.text import build_vocab
+    from babyvlm.models.contrastive import create_contrastive, image_preprocess
+    from babyvlm.train import train_contrastive
+    from babyvlm.evaluate import ContrastiveScorer, evaluate_labeled_s
+    set_offline(); seed_everything(0)
+    p = load_params(a.profile, 'home')
+    fetch_assets(progress=False)
+    rows = []
+    with tempfile.TemporaryDirectory() as d:
+        tmp_cache = Path(d)
+        (tmp_cache/'assets').symlink_to(cache_dir()/'assets')   # reuse the fetched packs, build the world afresh
+        wc = replace(p.world, n_home_train=a.home, n_home_val=a.home // 10, n_web=a.home // 4, n_web_val=a.home // 20)
+        t0 = time.perf_counter(); world = build_world(wc, cache=tmp_cache, progress=False); dt = time.perf_counter() - t0
+        n_img = sum(world.manifest['counts'][k] for k in ('home_train', 'home_validation', 'web_train', 'web_validation')) \
+            + 4 * world.manifest['counts']['labeled_s_trials']
+        rows.append(('world building', f'{n_img} images, {wc.image_size} px', f'{n_img / dt:.0f} images/s', f'{dt:.1f} s'))
+
+        train_ds, val_ds = run_training_data(world, p.data, 0)
+        vocab = build_vocab(train_ds['text']); model = create_contrastive(p.model, vocab)
+        tc = replace(p.train, max_steps=a.steps, eval_every=a.steps, ckpt_every=a.steps, patience=0, progress=False,
+                     tensorboard=False)
+        t0 = time.perf_counter(); r = train_contrastive(model, vocab, train_ds, val_ds, tc, Path(d)/'run'); dt = time.perf_counter() - t0
+        rows.append(('training', f'{p.model.arch}, {r.n_params/1e6:.2f}M params, batch {tc.batch_size}',
+                     f'{r.train_steps_per_s:.2f} steps/s = {r.train_samples_per_s:.0f} samples/s', f'{dt:.1f} s (with setup, validation)'))
+
+        trials = world.labeled_s
+        scorer = ContrastiveScorer(model, vocab, image_preprocess(model), p.eval.batch_size)
+        t0 = time.perf_counter(); m, _ = evaluate_labeled_s(scorer, trials, replace(p.eval, n_boot=200)); dt = time.perf_counter() - t0
+        rows.append(('evaluation (Labeled-S)', f'{len(trials)} trials x 4 images', f'{len(trials) / dt:.0f} trials/s = {4 * len(trials) / dt:.0f} pairs/s',
+                     f'{dt:.1f} s'))
+    w = [max(len(r[i]) for r in rows + [('stage', 'workload', 'throughput', 'time')]) for i in range(4)]
+    line = lambda r: '  '.join(c.ljust(w[i]) for i, c in enumerate(r))
+    print(line(('stage', 'workload', 'throughput', 'time'))); print('  '.join('-' * x for x in w))
+    for r in rows: print(line(r))
+    print(f"\nprofile {a.profile}; torch threads {os.environ.get('BABYVLM_THREADS', 2)}; "
+          f"the full profile trains {p.train.max_steps} steps on {p.world.n_home_train} pairs")
+
+
+if __name__ == '__main__':
+    main()
