@@ -100,10 +100,20 @@ def pair_tensors(ds, # a `datasets.Dataset` with `image` and `text` columns
     if n == 0: raise ValueError("pair dataset is empty")
     imgs = torch.empty((n, 3, size, size), dtype=torch.uint8)
     texts, i = [], 0
-    it = ds.select_columns(['image', 'text']).iter(batch_size=batch_size)
+    import datasets, io
+    cols = ['image', 'text'] + (['asset_id'] if 'asset_id' in ds.column_names else [])
+    raw = ds.select_columns(cols)
+    if isinstance(raw.features['image'], datasets.Image): raw = raw.cast_column('image', datasets.Image(decode=False))
+    it = raw.iter(batch_size=batch_size)
     for b in tqdm(it, total=math.ceil(n / batch_size), desc='decode', disable=not progress, leave=False):
-        for im in b['image']:
-            imgs[i] = torch.from_numpy(np.asarray(_to_square(im, size)).copy()).permute(2, 0, 1); i += 1
+        for j, im in enumerate(b['image']):
+            try:
+                if isinstance(im, dict): im = Image.open(io.BytesIO(im['bytes']) if im.get('bytes') else im['path'])
+                imgs[i] = torch.from_numpy(np.asarray(_to_square(im, size)).copy()).permute(2, 0, 1)
+            except Exception as e:  # name the row, so a corrupt image can be found and fixed
+                aid = f", asset {b['asset_id'][j]}" if 'asset_id' in b else ''
+                raise ValueError(f"pair dataset row {i}{aid}: image cannot be decoded ({type(e).__name__}: {e})") from None
+            i += 1
         texts += b['text']
     ids, _ = vocab.encode(texts, pad_to=vocab.context_length)
     return PairTensors(imgs, ids)
