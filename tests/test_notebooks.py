@@ -56,3 +56,13 @@ def test_papermill_reads_the_template_parameters():
     import papermill as pm
     assert set(pm.inspect_notebook(str(ROOT/'nbs'/'runs'/'train_evaluate.ipynb'))) == {'params_file', 'out_dir', 'profile', 'condition', 'seed'}
     assert set(pm.inspect_notebook(str(ROOT/'nbs'/'runs'/'report.ipynb'))) == {'study_dir'}
+
+
+@pytest.mark.parametrize('template', TEMPLATES, ids=lambda p: p.name)
+def test_nbdev_test_skips_templates(template):
+    "Templates run under papermill (tested in test_study), not under nbdev_test, which would train with defaults."
+    from fastcore.basics import str2bool
+    from nbdev.process import NBProcessor
+    from nbdev.frontmatter import FrontmatterProc
+    nb = NBProcessor(template, procs=FrontmatterProc, process=True).nb
+    assert str2bool(getattr(nb, 'frontmatter_', {}).get('skip_exec', False)), f'{template} needs a raw front-matter cell with skip_exec: true'
