@@ -16,9 +16,9 @@ from .train import TrainConfig
 from .evaluate import EvalConfig
 
 # %% auto #0
-__all__ = ['DATA_SOURCES', 'RUNS_DIR', 'RESULT_FILES', 'DataConfig', 'StudyParams', 'params_dir', 'parse_override', 'load_params',
-           'params_dict', 'save_params', 'load_params_file', 'run_training_data', 'kernel_name', 'execute', 'run_dir',
-           'run_one', 'html_report', 'run_study', 'collect_runs']
+__all__ = ['DATA_SOURCES', 'RUNS_DIR', 'RESULT_FILES', 'TRAINING_FILES', 'DataConfig', 'StudyParams', 'params_dir',
+           'parse_override', 'load_params', 'params_dict', 'save_params', 'load_params_file', 'run_training_data',
+           'kernel_name', 'execute', 'run_dir', 'run_one', 'html_report', 'run_study', 'collect_runs']
 
 # %% ../nbs/20_study.ipynb #1c8bb053
 @dataclass
@@ -155,12 +155,28 @@ def execute(template:Path, # the papermill template
             if hasattr(f, 'close'): f.close()
     return out_nb
 
-# %% ../nbs/20_study.ipynb #3a3a7fa4
+# %% ../nbs/20_study.ipynb #9d2024f5
 RESULT_FILES = ('metrics.json', 'predictions.jsonl', 'status.json')
 
 def run_dir(study_dir:Path, condition:str, seed:int) -> Path:
     "Where one run's outputs go: `<study_dir>/<condition>/<seed>/`."
     return Path(study_dir)/condition/str(seed)
+
+TRAINING_FILES = ('checkpoints', 'train', 'model.safetensors', 'model_config.json', 'vocab.json', 'train_log.jsonl',
+                  'train_config.json', 'train_result.json', 'run_info.json')
+
+def _clear_if_params_changed(p:StudyParams, out:Path) -> bool:
+    "Delete an earlier run's training state in `out` if it was made with other parameters; True if it did."
+    old = out/'params.yaml'
+    if not old.exists(): return False
+    try: same = load_params_file(old) == p
+    except ParamsError: same = False
+    if same: return False   # same parameters: keep the checkpoints, so a killed run resumes
+    for f in TRAINING_FILES:
+        q = out/f
+        if q.is_dir(): shutil.rmtree(q)
+        else: q.unlink(missing_ok=True)
+    return True
 
 def run_one(p:StudyParams, # merged parameters of this run (condition and seed set)
             out:Path, # the run's folder
@@ -169,9 +185,11 @@ def run_one(p:StudyParams, # merged parameters of this run (condition and seed s
     "Execute one condition x seed; return its status record (never raises for a failing notebook)."
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     for f in RESULT_FILES: (out/f).unlink(missing_ok=True)
+    restarted = _clear_if_params_changed(p, out)
     pf = save_params(p, out/'params.yaml')
     (out/'provenance.json').write_text(json.dumps(provenance(params_hash=stable_hash(params_dict(p))), indent=1))
-    status = {'condition': p.condition, 'seed': p.seed, 'run_dir': str(out), 'started': time.strftime('%Y-%m-%dT%H:%M:%S')}
+    status = {'condition': p.condition, 'seed': p.seed, 'run_dir': str(out), 'started': time.strftime('%Y-%m-%dT%H:%M:%S'),
+              'cleared_old_training': restarted}
     t0 = time.time()
     try:
         execute(template or RUNS_DIR/'train_evaluate.ipynb', out/'train_evaluate.ipynb',
@@ -185,7 +203,7 @@ def run_one(p:StudyParams, # merged parameters of this run (condition and seed s
     (out/'status.json').write_text(json.dumps(status, indent=1))
     return status
 
-# %% ../nbs/20_study.ipynb #dada6fd3
+# %% ../nbs/20_study.ipynb #5ff21816
 def html_report(nb_path:Path, html_path:Path) -> Path:
     "Export an executed notebook to standalone HTML without the code cells."
     import nbformat
@@ -233,7 +251,7 @@ def run_study(profile:str='default', # profile name or YAML path
     ok = all(s['status'] == 'ok' for s in statuses)
     return {'study_dir': study_dir, 'runs': statuses, 'report': rep, 'ok': ok}
 
-# %% ../nbs/20_study.ipynb #690741f4
+# %% ../nbs/20_study.ipynb #dd83ca3f
 def collect_runs(study_dir:Path) -> list[dict]:
     "One record per run folder under `study_dir`: status, params, metrics (None if failed), train log."
     recs = []

@@ -5,7 +5,7 @@
 # %% ../nbs/12_train.ipynb #4620c9db
 from __future__ import annotations
 import json, math, os, shutil, time, warnings
-from dataclasses import dataclass, asdict, field
+from dataclasses import dataclass, asdict, field, replace
 from pathlib import Path
 from typing import Callable
 import numpy as np, torch, torch.nn.functional as F
@@ -303,6 +303,16 @@ def train_contrastive(model:CVCL, # a model from `create_contrastive` (trained i
     cks = _checkpoints(out_dir)
     if cks:
         ck = cks[-1]
+        prev = out_dir/'train_config.json'
+        if prev.exists():  # a checkpoint of another configuration must never be continued silently
+            now = json.loads(json.dumps(dict(train=_jsonable_cfg(cfg), model=raw.model_cfg, n_train=len(train), n_val=len(val)), sort_keys=True))
+            old = json.loads(prev.read_text())
+            harmless = {'progress', 'tensorboard'}
+            diff = sorted({f"train.{k}" for k in set(now['train']) | set(old.get('train', {})) if k not in harmless
+                           and now['train'].get(k) != old.get('train', {}).get(k)}
+                          | {k for k in ('model', 'n_train', 'n_val') if now[k] != old.get(k)})
+            if diff: raise ValueError(f"{out_dir}: its checkpoints were made with a different configuration ({', '.join(diff)} "
+                                      f"differ); use a new folder or delete {out_dir/'checkpoints'}")
         acc.load_state(str(ck))
         st.update(json.loads((ck/_STATE).read_text()))
         resumed_from = st['step']
