@@ -46,6 +46,12 @@ PACKS = {p.name: p for p in [
          'c1bb7eee7de090205a232518a9ab4adb3df458bfbe8a1f78232991194c8b2e58', 'MIT',
          'Fluent Emoji 3D, (c) Microsoft Corporation (MIT); packaged by LobeHub (c) 2023 (MIT)',
          'package/package.json', ('package/package.json', 'package/README.md', 'package/assets/')),
+    # WordNet 3.0 database files, read by nltk's WordNet reader for METEOR's synonym stage (no nltk.download)
+    Pack('wordnet-base', 'debian', 'wordnet-base', '1:3.0-37',
+         '61060d960f9ada8fa120872312eccd3ecebfbab8c4579e4f5a74e1cf67620752',
+         'WordNet 3.0 licence (permissive, Princeton University); Debian packaging GPL-2+',
+         'WordNet 3.0, (c) 2006 Princeton University; Debian package wordnet-base',
+         'usr/share/doc/wordnet-base/copyright', ('usr/share/doc/wordnet-base/copyright', 'usr/share/wordnet/')),
 ]}
 
 # %% ../nbs/01_assets.ipynb #32e990b3

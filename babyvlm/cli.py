@@ -11,7 +11,7 @@ from .core import ParamsError
 # %% auto #0
 __all__ = ['build_parser', 'main']
 
-# %% ../nbs/21_cli.ipynb #2d5807e8
+# %% ../nbs/21_cli.ipynb #ed3a4834
 def build_parser() -> argparse.ArgumentParser:
     "The argument parser of the `babyvlm` command."
     ap = argparse.ArgumentParser(prog='babyvlm', description='BabyVLM as a reproducible study: infant-like data, baby '
@@ -40,9 +40,22 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument('--profile', default='default', help='profile whose world section is used (default: %(default)s)')
     w.add_argument('--set', dest='overrides', action='append', default=[], metavar='KEY=VALUE',
                    help='override a parameter, e.g. --set world.image_size=48')
+    b = sub.add_parser('benchmarks', help="check the paper's benchmark item files before a long run",
+                       description="Read the four babylmms-eval CSVs (labeled_s, vtwt, baby_winoground, SAYCam_caption) "
+                       "and report per benchmark the item count (vs the paper's) and how many referenced images are missing.")
+    b.add_argument('action', choices=['inspect'], help='inspect: count items and missing images; never modifies anything')
+    b.add_argument('--babylmms', type=Path, required=True, metavar='DIR',
+                   help="folder with the CSVs (babylmms-eval's dataset/ layout <task>/<file>.csv, or the CSVs side by side)")
+    b.add_argument('--images', type=Path, required=True, metavar='DIR',
+                   help="image root laid out as the harness expects (e.g. labeled_s/images/<category>/img_N.jpeg)")
     return ap
 
-# %% ../nbs/21_cli.ipynb #49ef6ea9
+# %% ../nbs/21_cli.ipynb #d689d54e
+def _inspection_ok(res:dict) -> bool:
+    "True when every benchmark found was read without a format error and no image is missing."
+    return all(not r['error'] and not r['n_missing_images'] for r in res.values())
+
+# %% ../nbs/21_cli.ipynb #b0f7e7d5
 def main(argv:list[str]|None=None) -> int:
     "Entry point of the `babyvlm` console script; returns the exit code."
     args = build_parser().parse_args(argv)
@@ -72,6 +85,11 @@ def main(argv:list[str]|None=None) -> int:
             fetch_assets(); w = build_world(p.world)
             print(w.root)
             return 0
+        if args.command == 'benchmarks':
+            from babyvlm.benchmarks import inspect_babylmms, format_inspection
+            res = inspect_babylmms(args.babylmms, args.images)
+            print(format_inspection(res))
+            return 0 if _inspection_ok(res) else 1
     except ParamsError as e:
         print(f"babyvlm: parameter error: {e}", file=sys.stderr); return 2
     return 2
