@@ -18,7 +18,7 @@ from .evaluate import EvalConfig
 # %% auto #0
 __all__ = ['DATA_SOURCES', 'RUNS_DIR', 'RESULT_FILES', 'TRAINING_FILES', 'DataConfig', 'StudyParams', 'params_dir',
            'parse_override', 'load_params', 'params_dict', 'save_params', 'load_params_file', 'run_training_data',
-           'kernel_name', 'execute', 'run_dir', 'run_one', 'html_report', 'run_study', 'collect_runs']
+           'kernel_name', 'execute', 'html_report', 'run_dir', 'run_one', 'run_study', 'collect_runs']
 
 # %% ../nbs/20_study.ipynb #1c8bb053
 @dataclass
@@ -155,7 +155,17 @@ def execute(template:Path, # the papermill template
             if hasattr(f, 'close'): f.close()
     return out_nb
 
-# %% ../nbs/20_study.ipynb #9d2024f5
+# %% ../nbs/20_study.ipynb #e282e531
+def html_report(nb_path:Path, html_path:Path) -> Path:
+    "Export an executed notebook to standalone HTML without the code cells."
+    import nbformat
+    from nbconvert import HTMLExporter
+    body, _ = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True).from_notebook_node(
+        nbformat.read(str(nb_path), as_version=4))
+    Path(html_path).write_text(body)
+    return Path(html_path)
+
+# %% ../nbs/20_study.ipynb #cf75b7e1
 RESULT_FILES = ('metrics.json', 'predictions.jsonl', 'status.json')
 
 def run_dir(study_dir:Path, condition:str, seed:int) -> Path:
@@ -203,16 +213,7 @@ def run_one(p:StudyParams, # merged parameters of this run (condition and seed s
     (out/'status.json').write_text(json.dumps(status, indent=1))
     return status
 
-# %% ../nbs/20_study.ipynb #5ff21816
-def html_report(nb_path:Path, html_path:Path) -> Path:
-    "Export an executed notebook to standalone HTML without the code cells."
-    import nbformat
-    from nbconvert import HTMLExporter
-    body, _ = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True).from_notebook_node(
-        nbformat.read(str(nb_path), as_version=4))
-    Path(html_path).write_text(body)
-    return Path(html_path)
-
+# %% ../nbs/20_study.ipynb #a3892cef
 def run_study(profile:str='default', # profile name or YAML path
               conditions:list[str]|None=None, # override the profile's conditions
               seeds:list[int]|None=None, # override the profile's seeds
@@ -251,7 +252,7 @@ def run_study(profile:str='default', # profile name or YAML path
     ok = all(s['status'] == 'ok' for s in statuses)
     return {'study_dir': study_dir, 'runs': statuses, 'report': rep, 'ok': ok}
 
-# %% ../nbs/20_study.ipynb #dd83ca3f
+# %% ../nbs/20_study.ipynb #a90d4d7b
 def collect_runs(study_dir:Path) -> list[dict]:
     "One record per run folder under `study_dir`: status, params, metrics (None if failed), train log."
     recs = []
