@@ -24,10 +24,14 @@ study: assets
 	$(BIN)/babyvlm study --profile $(PROFILE)
 
 test: assets
-	$(BIN)/nbdev_export
-	@if [ -n "$$(git status --porcelain -- babyvlm)" ]; then \
-	  echo "nbdev_export changed babyvlm/: the notebooks and the library are out of sync:"; \
-	  git status --porcelain -- babyvlm; exit 1; fi
+	@# notebooks are the source: exporting them must not change the library as it stands
+	@before="$$(find babyvlm -name '*.py' -exec sha256sum {} + | sort -k2)"; \
+	$(BIN)/nbdev_export || exit 1; \
+	after="$$(find babyvlm -name '*.py' -exec sha256sum {} + | sort -k2)"; \
+	if [ "$$before" != "$$after" ]; then \
+	  echo "nbdev_export changed babyvlm/: edit the notebooks (not the .py files), export, and commit both:"; \
+	  diff <(echo "$$before") <(echo "$$after") | grep '^[<>]'; exit 1; fi; \
+	echo "nbdev_export: babyvlm/ matches the notebooks"
 	$(BIN)/nbdev_test --n_workers 1
 	$(BIN)/pytest -q tests
 

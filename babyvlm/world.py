@@ -12,7 +12,7 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageFilter
 from scipy import ndimage
 import datasets
 from .core import cache_dir, stable_hash, REFERENCE_VOCAB
-from .assets import (fetch_assets, asset_index, assets_dir, AssetError, LABELED_S_CATEGORIES, SCENE_CATEGORIES,
+from .assets import (fetch_assets, asset_index, assets_dir, AssetError, LABELED_S_CATEGORIES, SCENE_CATEGORIES, WORLD_PACKS,
                             WEB_KEYWORDS)
 from .benchmarks import plan_labeled_s, trial_rows, trials_from_dataset
 
@@ -536,7 +536,7 @@ def build_world(cfg:WorldConfig|None=None, # the world's configuration
         if w.manifest.get('code') == code: return w
         if progress: print(f"[world {h[:8]}] the cached world was made by other code of babyvlm.assets/world/benchmarks; rebuilding")
     t0 = time.time()
-    man_assets = fetch_assets(cache=cache, progress=progress)
+    man_assets = fetch_assets(list(WORLD_PACKS), cache=cache, progress=progress)
     index = asset_index(cache); store = AssetStore(assets_dir(cache), index, maxside=max(48, int(1.5*cfg.image_size)))
     split_of = split_groups(index, cfg)
     pools = {s: make_pools(index, split_of, s) for s in ('train', 'val', 'test')}
