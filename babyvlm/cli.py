@@ -55,7 +55,7 @@ def _inspection_ok(res:dict) -> bool:
     "True when every benchmark found was read without a format error and no image is missing."
     return all(not r['error'] and not r['n_missing_images'] for r in res.values())
 
-# %% ../nbs/21_cli.ipynb #b0f7e7d5
+# %% ../nbs/21_cli.ipynb #22615f88
 def main(argv:list[str]|None=None) -> int:
     "Entry point of the `babyvlm` console script; returns the exit code."
     args = build_parser().parse_args(argv)
@@ -80,9 +80,8 @@ def main(argv:list[str]|None=None) -> int:
         if args.command == 'world':
             from babyvlm.study import load_params
             from babyvlm.world import build_world
-            from babyvlm.assets import fetch_assets
             p = load_params(args.profile, overrides=args.overrides)
-            fetch_assets(); w = build_world(p.world)
+            w = build_world(p.world)  # fetches the picture packs it needs
             print(w.root)
             return 0
         if args.command == 'benchmarks':
