@@ -18,7 +18,8 @@ from .benchmarks import LazyImages, image_sources, load_image
 __all__ = ['WINOGROUND_CHANCE', 'WORDNET_FILES', 'BENCHMARKS', 'GENERATIVE_BENCHMARKS', 'Scorer', 'ContrastiveScorer',
            'bootstrap_ci', 'EvalConfig', 'evaluate_labeled_s', 'evaluate_vtwt', 'winoground_outcomes',
            'evaluate_winoground', 'wordnet_dir', 'load_wordnet', 'meteor_tokens', 'tokens_may_differ', 'meteor',
-           'evaluate_captioning', 'write_results', 'evaluate']
+           'evaluate_captioning', 'write_results', 'evaluate_real_photos', 'evaluate_items', 'evaluate',
+           'TextPriorScorer', 'retrieval_captioner', 'frequent_captioner']
 
 # %% ../nbs/13_evaluate.ipynb #7f369859
 class Scorer(Protocol):
@@ -55,12 +56,18 @@ class ContrastiveScorer:
     def score(self, images:Sequence[Image.Image], # images
               texts:Sequence[str], # texts, one per image
              ) -> np.ndarray:
-        "Cosine similarity of each image with its text (each distinct text is encoded once)."
+        "Cosine similarity of each image with its text (each distinct text, and each distinct image object or file, is encoded once)."
         if len(images) != len(texts): raise ValueError(f"score: {len(images)} images but {len(texts)} texts (need one text per image)")
         if not len(images): return np.zeros(0, dtype=np.float64)
         uniq = sorted(set(texts)); pos = {t: i for i, t in enumerate(uniq)}
         t = self.encode_texts(uniq)[[pos[x] for x in texts]]
-        return (self.encode_images(images) * t).sum(-1).double().cpu().numpy()
+        src = image_sources(images)   # a benchmark pairs one image with several texts: encode it once
+        keys = [str(s) if isinstance(s, (str, Path)) else id(s) for s in src]
+        first = {}
+        for i, k in enumerate(keys): first.setdefault(k, i)
+        order = list(first.values()); where = {k: j for j, k in enumerate(first)}
+        emb = self.encode_images(LazyImages([src[i] for i in order]) if isinstance(images, LazyImages) else [images[i] for i in order])
+        return (emb[[where[k] for k in keys]] * t).sum(-1).double().cpu().numpy()
 
 # %% ../nbs/13_evaluate.ipynb #785afa29
 def bootstrap_ci(values:Sequence[float], # per-trial outcomes (e.g. 0/1 correct)
@@ -345,9 +352,34 @@ def write_results(out_dir:Path|str, # folder to write into (created)
     return mp, pp
 
 # %% ../nbs/13_evaluate.ipynb #562ddf93
+def evaluate_real_photos(scorer:Scorer, trials:Sequence, cfg:EvalConfig|None=None) -> tuple[dict, list[dict]]:
+    "The real-photo slice: Labeled-S's rule on the labelled photographs (reported apart from Labeled-S)."
+    m, p = evaluate_labeled_s(scorer, trials, cfg)
+    return {**m, 'benchmark': 'real_photos'}, p
+
 BENCHMARKS = {'labeled_s': evaluate_labeled_s, 'vtwt': evaluate_vtwt, 'baby_winoground': evaluate_winoground,
-              'saycam_caption': evaluate_captioning}
+              'saycam_caption': evaluate_captioning, 'real_photos': evaluate_real_photos}
 GENERATIVE_BENCHMARKS = {'saycam_caption'} # evaluated with `generate_fn(images) -> list[str]`, not with a scorer
+
+def evaluate_items(scorer:Scorer|None, # scores (image, text) pairs (None: only generative benchmarks)
+                   benchmarks:dict, # {benchmark name: items}
+                   cfg:EvalConfig|None=None, # evaluation settings
+                   generate_fn:Callable|None=None, # caption generator for `GENERATIVE_BENCHMARKS`
+                   out_dir:Path|str|None=None, # write `<name>_metrics.json` / `<name>_predictions.jsonl` here
+                  ) -> tuple[dict, dict]:
+    "Run each benchmark's rule with `scorer` (or `generate_fn`); returns ({name: metrics}, {name: predictions})."
+    cfg = cfg or EvalConfig()
+    unknown = set(benchmarks) - set(BENCHMARKS)
+    if unknown: raise ValueError(f"evaluate: unknown benchmark(s) {sorted(unknown)}; implemented: {sorted(BENCHMARKS)}")
+    gen = sorted(set(benchmarks) & GENERATIVE_BENCHMARKS)
+    if gen and generate_fn is None:
+        raise ValueError(f"evaluate: {gen} need(s) a caption generator (`generate_fn`); a contrastive model cannot caption")
+    if scorer is None and set(benchmarks) - GENERATIVE_BENCHMARKS: raise ValueError("evaluate: the choice benchmarks need a scorer")
+    res, preds = {}, {}
+    for name, items in benchmarks.items():
+        res[name], preds[name] = BENCHMARKS[name](generate_fn if name in GENERATIVE_BENCHMARKS else scorer, items, cfg)
+        if out_dir is not None: write_results(out_dir, res[name], preds[name], prefix=f'{name}_')
+    return res, preds
 
 def evaluate(model, # open_clip-style model (`encode_image`, `encode_text`)
              tokenizer:Vocab|Callable, # its `Vocab` or tokenizer
@@ -360,19 +392,55 @@ def evaluate(model, # open_clip-style model (`encode_image`, `encode_text`)
     "Evaluate a contrastive model on several benchmarks; returns `{name: metrics}`."
     import open_clip
     cfg = cfg or EvalConfig()
-    unknown = set(benchmarks) - set(BENCHMARKS)
-    if unknown: raise ValueError(f"evaluate: unknown benchmark(s) {sorted(unknown)}; implemented: {sorted(BENCHMARKS)}")
-    gen = sorted(set(benchmarks) & GENERATIVE_BENCHMARKS)
-    if gen and generate_fn is None:
-        raise ValueError(f"evaluate: {gen} need(s) a caption generator (`generate_fn`); a contrastive model cannot caption")
     if preprocess is None:  # our models carry `image_size`; open_clip's keep it on the vision tower
         size = getattr(model, 'image_size', None) or getattr(getattr(model, 'visual', None), 'image_size', None)
         if size is None: raise ValueError("evaluate: pass `preprocess` for a model without `image_size`")
         preprocess = open_clip.image_transform(size, is_train=False)
-    scorer = ContrastiveScorer(model, tokenizer, preprocess, cfg.batch_size)
-    res = {}
-    for name, items in benchmarks.items():
-        m, p = BENCHMARKS[name](generate_fn if name in GENERATIVE_BENCHMARKS else scorer, items, cfg)
-        if out_dir is not None: write_results(out_dir, m, p, prefix=f'{name}_')
-        res[name] = m
-    return res
+    return evaluate_items(ContrastiveScorer(model, tokenizer, preprocess, cfg.batch_size), benchmarks, cfg, generate_fn, out_dir)[0]
+
+# %% ../nbs/13_evaluate.ipynb #cd532907
+_WORD = re.compile(r"[a-z']+")
+
+class TextPriorScorer:
+    "Blind control: mean log-probability of the text under a bigram LM of the training utterances; images are ignored."
+    def __init__(self, texts:Sequence[str], # training utterances
+                 lam:float=0.7, # weight of the bigram estimate (the rest: add-k unigram)
+                 k:float=0.5, # add-k smoothing of the unigram
+                ):
+        from collections import Counter
+        self.uni, self.bi, self.lam, self.k = Counter(), Counter(), lam, k
+        for t in texts:
+            w = ['<s>'] + _WORD.findall(t.lower())
+            self.uni.update(w[1:]); self.bi.update(zip(w[:-1], w[1:])); self.uni['<s>'] += 1
+        self.n, self.V = sum(c for w, c in self.uni.items() if w != '<s>'), len(self.uni) + 1
+
+    def logprob(self, text:str) -> float:
+        "Mean per-word log-probability of `text`."
+        w = ['<s>'] + _WORD.findall(text.lower())
+        if len(w) == 1: return float('-inf')
+        lp = [math.log(self.lam*(self.bi[(a, b)]/self.uni[a] if self.uni[a] else 0)
+                       + (1 - self.lam)*(self.uni[b] + self.k)/(self.n + self.k*self.V)) for a, b in zip(w[:-1], w[1:])]
+        return float(np.mean(lp))
+
+    def score(self, images:Sequence, texts:Sequence[str]) -> np.ndarray:
+        "One score per text; `images` is never touched (not even decoded)."
+        if len(images) != len(texts): raise ValueError(f"score: {len(images)} images but {len(texts)} texts")
+        return np.array([self.logprob(t) for t in texts], dtype=np.float64)
+
+def retrieval_captioner(scorer:ContrastiveScorer, # a contrastive scorer (has `encode_images` / `encode_texts`)
+                        candidates:Sequence[str], # the utterances to choose from (e.g. the training utterances)
+                       ) -> Callable:
+    "A `generate_fn` that captions each image with the candidate utterance of highest cosine similarity."
+    uniq = sorted(set(candidates))
+    if not uniq: raise ValueError("retrieval_captioner: no candidate utterances")
+    T = scorer.encode_texts(uniq)
+    def generate(images): return [uniq[i] for i in (scorer.encode_images(images) @ T.T).argmax(1).tolist()]
+    return generate
+
+def frequent_captioner(texts:Sequence[str], # training utterances
+                      ) -> Callable:
+    "Blind captioning control: a `generate_fn` answering the most frequent training utterance for every image."
+    from collections import Counter
+    if not len(texts): raise ValueError("frequent_captioner: no utterances")
+    best = min(Counter(texts).items(), key=lambda x: (-x[1], x[0]))[0]
+    return lambda images: [best]*len(images)
