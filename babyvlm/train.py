@@ -19,8 +19,8 @@ from .models.contrastive import CVCL, save_contrastive, count_params
 
 # %% auto #0
 __all__ = ['TOY_SHAPES', 'TOY_COLOURS', 'TOY_TEMPLATES', 'toy_image', 'toy_pairs', 'PairTensors', 'pair_tensors', 'TrainConfig',
-           'lr_at', 'batch_indices', 'make_augment', 'normalize', 'augment_batch', 'eval_batch', 'validate',
-           'TrainResult', 'train_contrastive', 'Interrupt', 'kill_at']
+           'lr_at', 'batch_indices', 'make_augment', 'normalize', 'augment_batch', 'sample_seeds', 'eval_batch',
+           'validate', 'TrainResult', 'train_contrastive', 'Interrupt', 'kill_at']
 
 # %% ../nbs/12_train.ipynb #5c73d67b
 TOY_SHAPES = ('ball', 'door', 'window', 'table')
@@ -190,9 +190,21 @@ def normalize(images:torch.Tensor, # uint8 batch N x 3 x H x W
 
 def augment_batch(images:torch.Tensor, # uint8 batch N x 3 x S x S
                   aug, # from `make_augment`
+                  seeds=None, # one seed per image (its draws then do not depend on the other images or the process count)
                  ) -> torch.Tensor:
     "Augment every image independently (uint8 in, uint8 out)."
-    return torch.stack([aug(im) for im in images])
+    if seeds is None: return torch.stack([aug(im) for im in images])
+    out = []
+    for im, s in zip(images, seeds, strict=True):
+        torch.manual_seed(int(s)); out.append(aug(im))
+    return torch.stack(out)
+
+def sample_seeds(seed:int, # run seed
+                 step:int, # 0-based optimizer step
+                 positions, # positions in the global batch
+                ) -> list[int]:
+    "Augmentation seeds of the given global-batch positions at `step` (the same whatever the number of processes)."
+    return [int(np.random.SeedSequence([seed, step, int(k)]).generate_state(1)[0]) for k in positions]
 
 def eval_batch(images:torch.Tensor, # uint8 batch N x 3 x S x S
                size:int, # the model's input size
@@ -369,9 +381,12 @@ def train_contrastive(model:CVCL, # a model from `create_contrastive` (trained i
     while st['step'] < cfg.max_steps and not st['stopped_early']:
         step = st['step']
         t0 = time.perf_counter()
-        torch.manual_seed(cfg.seed * 1_000_003 + step)  # augmentation/dropout of this step depend on (seed, step) only
         idx = batch_indices(step, len(train), cfg.batch_size, cfg.seed)[rank*local:(rank+1)*local]
-        images = normalize(augment_batch(train.images[idx], aug)).to(acc.device)
+        # each image's augmentation depends on (seed, step, its position in the global batch) only, so N processes
+        # draw exactly what one process with the same global batch draws
+        seeds = sample_seeds(cfg.seed, step, range(rank*local, (rank+1)*local))
+        images = normalize(augment_batch(train.images[idx], aug, seeds)).to(acc.device)
+        torch.manual_seed(cfg.seed * 1_000_003 + step)  # dropout of this step: (seed, step) only
         ids = train.ids[idx].to(acc.device)
         for g in opt.param_groups: g['lr'] = lr_at(step, cfg)
         with acc.autocast():
