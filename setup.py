@@ -38,7 +38,7 @@ setuptools.setup(
     url = cfg['git_url'],
     packages = setuptools.find_packages(include=['babyvlm', 'babyvlm.*']),
     include_package_data = True,
-    package_data = {'babyvlm': ['data/*.json', 'model_configs/*.json']},
+    package_data = {'babyvlm': ['data/*.json', 'model_configs/*.json', 'model_configs/coca/*.json']},
     install_requires = requirements,
     extras_require = {'dev': dev_requirements},
     dependency_links = cfg.get('dep_links','').split(),
