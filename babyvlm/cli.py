@@ -48,9 +48,61 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder with the CSVs (babylmms-eval's dataset/ layout <task>/<file>.csv, or the CSVs side by side)")
     b.add_argument('--images', type=Path, required=True, metavar='DIR',
                    help="image root laid out as the harness expects (e.g. labeled_s/images/<category>/img_N.jpeg)")
+    e = sub.add_parser('evaluate', help='score a contrastive model (a run folder, or any open_clip model) on the benchmarks',
+                       description="Score a model with the paper's rules on the embedded world's benchmarks (of --profile) "
+                       "or, with --babylmms/--images, on the paper's own item files; writes <benchmark>_metrics.json, "
+                       "<benchmark>_predictions.jsonl and metrics.json (all benchmarks) into --out.")
+    src = e.add_mutually_exclusive_group(required=True)
+    src.add_argument('--run', type=Path, metavar='DIR', help='a contrastive run folder (model.safetensors + vocab.json)')
+    src.add_argument('--open-clip', metavar='ARCH', help='an open_clip architecture name, e.g. ViT-B-32')
+    e.add_argument('--checkpoint', type=Path, metavar='FILE', help='open_clip weights from a local file (.safetensors or a '
+                   'state dict; never unpickles code); without it the model is randomly initialised')
+    e.add_argument('--profile', default='quick', help="profile whose embedded world is scored (default: %(default)s)")
+    e.add_argument('--babylmms', type=Path, metavar='DIR', help="score the paper's item files in DIR instead (needs --images)")
+    e.add_argument('--images', type=Path, metavar='DIR', help='image root of the item files (SAYCam frames)')
+    e.add_argument('--benchmarks', nargs='+', metavar='NAME', help='benchmarks to score (default: every choice benchmark '
+                   'available: labeled_s vtwt baby_winoground real_photos; saycam_caption by retrieval from the references)')
+    e.add_argument('--out', type=Path, required=True, metavar='DIR', help='folder for the metrics and predictions')
     return ap
 
 # %% ../nbs/21_cli.ipynb #d689d54e
+def _evaluate(args) -> int:
+    "The `evaluate` command: load the model, collect the items, score, write results."
+    import json
+    from babyvlm.core import set_offline
+    from babyvlm.evaluate import ContrastiveScorer, evaluate_items, retrieval_captioner, write_results, GENERATIVE_BENCHMARKS
+    set_offline()
+    if args.run:
+        from babyvlm.models.contrastive import load_contrastive, image_preprocess
+        model, vocab = load_contrastive(args.run); scorer = ContrastiveScorer(model, vocab, image_preprocess(model))
+    else:
+        import open_clip
+        if args.checkpoint:
+            from babyvlm.realdata import load_open_clip_local
+            model, _, pre = load_open_clip_local(args.open_clip, args.checkpoint)
+        else: model, _, pre = open_clip.create_model_and_transforms(args.open_clip, pretrained=None)
+        scorer = ContrastiveScorer(model, open_clip.get_tokenizer(args.open_clip), pre)
+    if args.babylmms:
+        if not args.images: print("babyvlm evaluate: --babylmms needs --images", file=sys.stderr); return 2
+        from babyvlm.benchmarks import load_babylmms
+        items = load_babylmms(args.babylmms, args.images, args.benchmarks)
+    else:
+        from babyvlm.study import load_params
+        from babyvlm.world import build_world
+        w = build_world(load_params(args.profile).world, progress=False)
+        names = args.benchmarks or w.manifest['benchmarks']
+        bad = [n for n in names if n not in w.manifest['benchmarks']]
+        if bad: print(f"babyvlm evaluate: unknown benchmark(s) {bad}; available: {w.manifest['benchmarks']}", file=sys.stderr); return 2
+        items = {n: w.benchmark(n) for n in names}
+    refs = sorted({r for it in items.get('saycam_caption', []) for r in it.references})
+    gen = retrieval_captioner(scorer, refs) if refs else None   # a contrastive model captions by retrieval
+    res, preds = evaluate_items(scorer, items, generate_fn=gen, out_dir=args.out)
+    write_results(args.out, res, [])
+    (Path(args.out)/'predictions.jsonl').unlink(missing_ok=True)   # per-benchmark files hold the predictions
+    for n, m in res.items():
+        print(f"{n:<16} {m.get('accuracy', m.get('meteor')):.3f} [{m['ci_low']:.3f}, {m['ci_high']:.3f}]  n={m.get('n_items', m.get('n_trials'))}")
+    return 0
+
 def _inspection_ok(res:dict) -> bool:
     "True when every benchmark found was read without a format error and no image is missing."
     return all(not r['error'] and not r['n_missing_images'] for r in res.values())
@@ -84,6 +136,7 @@ def main(argv:list[str]|None=None) -> int:
             w = build_world(p.world)  # fetches the picture packs it needs
             print(w.root)
             return 0
+        if args.command == 'evaluate': return _evaluate(args)
         if args.command == 'benchmarks':
             from babyvlm.benchmarks import inspect_babylmms, format_inspection
             res = inspect_babylmms(args.babylmms, args.images)

@@ -4,21 +4,25 @@
 
 # %% ../nbs/20_study.ipynb #20515b30
 from __future__ import annotations
-import json, os, shutil, time
+import dataclasses, json, os, shutil, time
 from dataclasses import dataclass, field
 from pathlib import Path
 import yaml
 from .core import (ParamsError, config_from_dict, deep_merge, read_yaml, project_root, provenance,
-                          stable_hash, set_offline, _jsonable)
+                          stable_hash, set_offline, _jsonable, cache_dir)
 from .world import WorldConfig
 from .models.contrastive import ContrastiveConfig
 from .train import TrainConfig
 from .evaluate import EvalConfig
+from .models.reference import ReferenceConfig
+from .transfer import TransferConfig
+from .models.generative import GenerativeConfig, GenerativeTrainConfig, SSLConfig, CoCaConfig, generative_train_config
 
 # %% auto #0
-__all__ = ['DATA_SOURCES', 'RUNS_DIR', 'RESULT_FILES', 'TRAINING_FILES', 'DataConfig', 'StudyParams', 'params_dir',
-           'parse_override', 'load_params', 'params_dict', 'save_params', 'load_params_file', 'run_training_data',
-           'kernel_name', 'execute', 'html_report', 'run_dir', 'run_one', 'run_study', 'collect_runs']
+__all__ = ['TRANSFER_SOURCES', 'DATA_SOURCES', 'FAMILIES', 'RUNS_DIR', 'RESULT_FILES', 'TRAINING_FILES', 'DataConfig',
+           'StudyParams', 'params_dir', 'parse_override', 'load_params', 'condition_families', 'run_name',
+           'params_dict', 'save_params', 'load_params_file', 'run_training_data', 'kernel_name', 'execute',
+           'html_report', 'run_dir', 'run_one', 'run_study', 'collect_runs']
 
 # %% ../nbs/20_study.ipynb #1c8bb053
 @dataclass
@@ -27,8 +31,11 @@ class DataConfig:
     sources: list[str] = field(default_factory=lambda: ['home'])  # training sources: 'home' (in-domain pairs), 'web'
     aligned_only: bool = False  # keep only pairs whose utterance is about the image (an oracle filter; off = raw data)
     max_pairs: int|None = None  # cap on the number of training pairs (None = all)
+    real_params: str = 'saycam'  # params/data/<name>.yaml: where the real sources 'saycam' / 'lcs' live (`babyvlm.realdata`)
 
-DATA_SOURCES = ('home', 'web')
+TRANSFER_SOURCES = ('home_filtered', 'transferred', 'random')  # made by `babyvlm.transfer.build_transferred`
+DATA_SOURCES = ('home', 'web', *TRANSFER_SOURCES, 'saycam', 'lcs')  # world domains, the transfer pipeline's sets, real data
+FAMILIES = ('contrastive', 'generative', 'hybrid', 'reference')  # model families a run can train
 
 @dataclass
 class StudyParams:
@@ -39,10 +46,20 @@ class StudyParams:
     seeds: list[int] = field(default_factory=lambda: [0])  # the seeds each condition runs with
     condition: str = ''  # the condition of this run ('' for the study as a whole)
     seed: int = 0  # the seed of this run
+    family: str = 'contrastive'  # this run's family: 'contrastive' (CVCL), 'generative' (BabyLLaVA), 'hybrid' (CoCa), 'reference'
+    families: list[str] = field(default_factory=lambda: ['contrastive'])  # families trained under every condition that does not set `family`
     world: WorldConfig = field(default_factory=WorldConfig)
     data: DataConfig = field(default_factory=DataConfig)
-    model: ContrastiveConfig = field(default_factory=ContrastiveConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
+    model: ContrastiveConfig = field(default_factory=ContrastiveConfig)  # contrastive family
+    train: TrainConfig = field(default_factory=TrainConfig)  # contrastive and hybrid training; the reference's heads
+    generative: GenerativeConfig = field(default_factory=GenerativeConfig)  # BabyLLaVA's language model and projector
+    generative_train: GenerativeTrainConfig = field(default_factory=GenerativeTrainConfig)  # its phases (give max_steps and lr of each)
+    ssl: SSLConfig = field(default_factory=SSLConfig)  # BabyLLaVA's self-supervised vision encoder
+    ssl_train: TrainConfig = field(default_factory=lambda: TrainConfig(max_steps=300, lr=1e-3))  # its training
+    generative_vision: str = 'ssl'  # BabyLLaVA's frozen vision: 'ssl' (SimCLR on the condition's images) or a DINO ResNeXt-50 .pth (Orhan et al.)
+    coca: CoCaConfig = field(default_factory=CoCaConfig)  # the hybrid family's model
+    reference: ReferenceConfig = field(default_factory=ReferenceConfig)  # the upper bound's heads and input size
+    transfer: TransferConfig = field(default_factory=TransferConfig)  # the transfer pipeline (filter, rewrite, relevance, matching)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
 # %% ../nbs/20_study.ipynb #9dae7166
@@ -94,7 +111,29 @@ def load_params(profile:str|Path='default', # profile name in params/profiles, o
     p = config_from_dict(StudyParams, merged, ' + '.join(w for w, _ in layers))
     bad = [s for s in p.data.sources if s not in DATA_SOURCES]
     if bad: raise ParamsError(f"{' + '.join(w for w, _ in layers)}: data.sources has unknown source '{bad[0]}'; allowed: {', '.join(DATA_SOURCES)}")
+    where = ' + '.join(w for w, _ in layers)
+    for f in [p.family, *p.families]:
+        if f not in FAMILIES: raise ParamsError(f"{where}: family '{f}' is unknown; allowed: {', '.join(FAMILIES)}")
+    # phases given in part keep their own defaults (not TrainConfig's); every phase is seeded by the run's seed
+    gt = generative_train_config(merged.get('generative_train'), where)
+    s = p.seed
+    p.generative_train = dataclasses.replace(gt, **{ph: dataclasses.replace(getattr(gt, ph), seed=s) for ph in ('language', 'projector', 'full')})
+    p.ssl_train = dataclasses.replace(p.ssl_train, seed=s)
     return p
+
+def condition_families(p:StudyParams, # the run's merged parameters
+                       condition:str|Path, # the condition (name or file)
+                       root:Path|None=None, # the params folder
+                      ) -> list[str]:
+    "The families trained under `condition`: its own `family` if its file sets one, else the profile's `families`."
+    cf = _layer_file('conditions', condition, Path(root or params_dir()))
+    return [read_yaml(cf)['family']] if 'family' in read_yaml(cf) else list(p.families)
+
+def run_name(condition:str, # condition name
+             family:str, # model family
+            ) -> str:
+    "A run's folder name: the condition for the contrastive family and for conditions that fix their family, else `condition-family`."
+    return condition if family in ('contrastive', 'reference') else f'{condition}-{family}'
 
 def params_dict(p:StudyParams) -> dict:
     "Plain (YAML/JSON-able) dict of `p`."
@@ -114,12 +153,31 @@ def load_params_file(path:Path) -> StudyParams:
 def run_training_data(world, # a built `babyvlm.world.World`
                       data:DataConfig, # the condition's data section
                       seed:int=0, # seeds the subset when `max_pairs` caps the data
+                      transfer:TransferConfig|None=None, # the transfer pipeline's settings (sources home_filtered, transferred, random)
+                      report:dict|None=None, # filled with the transfer pipeline's report when it runs
                      ):
     "The (train, validation) datasets a condition trains on."
     from datasets import concatenate_datasets
+    real, wanted = {}, [s for s in data.sources if s in ('saycam', 'lcs')]
+    if wanted:   # the real data, where params/data/<real_params>.yaml (and its .local.yaml) says it is
+        from babyvlm.realdata import load_data_params, load_real_sources
+        real = load_real_sources(load_data_params(data.real_params), wanted)
+    if any(s in TRANSFER_SOURCES for s in data.sources):   # the transfer pipeline's datasets (cached on disk)
+        from babyvlm.transfer import build_transferred
+        t, rep = build_transferred(world, transfer, progress=False)
+        if report is not None: report.update(rep)
+        hv = world.home['validation']   # every transfer condition validates on the in-domain validation pairs
+        real.update(home_filtered=dict(train=t['home'], validation=hv), transferred=dict(train=t['transferred'], validation=hv),
+                    random=dict(train=t['random'], validation=hv))
+    def _src(s): return real[s] if s in real else getattr(world, s)
     def _pick(split):
-        parts = [getattr(world, s)[split] for s in data.sources if split in getattr(world, s)]
+        parts, seen = [], set()
+        for s in data.sources:   # the same split twice (e.g. the shared validation pairs) is used once
+            if split in _src(s) and id(_src(s)[split]) not in seen: seen.add(id(_src(s)[split])); parts.append(_src(s)[split])
         if not parts: raise ValueError(f"none of the sources {data.sources} has a '{split}' split")
+        if len(parts) > 1:   # keep the columns all parts share (the transfer steps add their own)
+            common = [c for c in parts[0].column_names if all(c in q.column_names for q in parts[1:])]
+            parts = [q.select_columns(common) for q in parts]
         ds = parts[0] if len(parts) == 1 else concatenate_datasets(parts)
         if data.aligned_only: ds = ds.filter(lambda a: a, input_columns='aligned')
         return ds
@@ -147,12 +205,19 @@ def execute(template:Path, # the papermill template
     out_nb = Path(out_nb); out_nb.parent.mkdir(parents=True, exist_ok=True)
     kw = {}
     if log is not None: kw = dict(log_output=True, stdout_file=open(log, 'w'), stderr_file=open(str(log) + '.err', 'w'))
+    # the kernel runs in the output folder, which may lie outside the project: hand it this project's cache and params
+    env = {'BABYVLM_CACHE': str(cache_dir().resolve()), 'BABYVLM_PARAMS': str(params_dir().resolve())}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
     try:
         pm.execute_notebook(str(template), str(out_nb), parameters=parameters, kernel_name=kernel_name(),
                             cwd=str(out_nb.parent), progress_bar=False, **kw)
     finally:
         for f in kw.values():
             if hasattr(f, 'close'): f.close()
+        for k, v in saved.items():
+            if v is None: os.environ.pop(k, None)
+            else: os.environ[k] = v
     return out_nb
 
 # %% ../nbs/20_study.ipynb #e282e531
@@ -173,7 +238,8 @@ def run_dir(study_dir:Path, condition:str, seed:int) -> Path:
     return Path(study_dir)/condition/str(seed)
 
 TRAINING_FILES = ('checkpoints', 'train', 'model.safetensors', 'model_config.json', 'vocab.json', 'train_log.jsonl',
-                  'train_config.json', 'train_result.json', 'run_info.json')
+                  'train_config.json', 'train_result.json', 'run_info.json',
+                  'vision', 'phase0_language', 'phase1_projector', 'phase2_full', 'coca', 'tokenizer.json')  # + other families
 
 def _clear_if_params_changed(p:StudyParams, out:Path) -> bool:
     "Delete an earlier run's training state in `out` if it was made with other parameters; True if it did."
@@ -228,7 +294,10 @@ def run_study(profile:str='default', # profile name or YAML path
     conditions = list(conditions or base.conditions); seeds = list(seeds if seeds is not None else base.seeds)
     study_dir = Path(out_root or project_root()/'outputs')/base.profile
     study_dir.mkdir(parents=True, exist_ok=True)
-    runs_p = [(load_params(profile, c, s, overrides), c, s) for c in conditions for s in seeds]  # check all first
+    runs_p = []   # (params, run name, seed) for condition x family x seed, all checked before anything runs
+    for c in conditions:
+        for f in condition_families(load_params(profile, c, None, overrides), c):
+            runs_p += [(load_params(profile, c, s, [*overrides, f'family={f}']), run_name(Path(c).stem, f), s) for s in seeds]
     from babyvlm.assets import fetch_assets
     from babyvlm.world import build_world
     echo(f"[study] assets"); fetch_assets()

@@ -4,6 +4,8 @@
   world building     images composed per second (home + web + Labeled-S images, fresh cache, assets reused)
   training           optimizer steps/s and samples/s of the profile's contrastive model (evaluation excluded)
   evaluation         Labeled-S trials/s and image-text pairs/s with the contrastive scorer
+  input pipeline     images/s of decoding (PNG -> uint8 tensor) and of the paper's augmentation + normalisation alone,
+                     against the training step's samples/s: the ratio says whether the input keeps up
 
 usage: .venv/bin/python benchmarks/bench_study.py [--profile quick] [--steps 60] [--home 2000]
 Timings on shared machines vary several-fold between runs; compare rows of one run, not runs.
@@ -25,7 +27,7 @@ def main():
     from babyvlm.world import build_world
     from babyvlm.text import build_vocab
     from babyvlm.models.contrastive import create_contrastive, image_preprocess
-    from babyvlm.train import train_contrastive
+    from babyvlm.train import train_contrastive, pair_tensors, make_augment, augment_batch, normalize, sample_seeds
     from babyvlm.evaluate import ContrastiveScorer, evaluate_labeled_s
     set_offline(); seed_everything(0)
     p = load_params(a.profile, 'home')
@@ -47,6 +49,17 @@ def main():
         t0 = time.perf_counter(); r = train_contrastive(model, vocab, train_ds, val_ds, tc, Path(d)/'run'); dt = time.perf_counter() - t0
         rows.append(('training', f'{p.model.arch}, {r.n_params/1e6:.2f}M params, batch {tc.batch_size}',
                      f'{r.train_steps_per_s:.2f} steps/s = {r.train_samples_per_s:.0f} samples/s', f'{dt:.1f} s (with setup, validation)'))
+
+        t0 = time.perf_counter(); pt = pair_tensors(train_ds, vocab, model.image_size); dt_dec = time.perf_counter() - t0
+        aug = make_augment(model.image_size, tc); k = min(len(pt.images), 2000)
+        t0 = time.perf_counter()
+        for i in range(0, k, tc.batch_size):
+            normalize(augment_batch(pt.images[i:i + tc.batch_size], aug, sample_seeds(0, i, range(i, min(k, i + tc.batch_size)))))
+        dt_aug = time.perf_counter() - t0
+        dec, au = len(train_ds) / dt_dec, k / dt_aug
+        rows.append(('input pipeline', f'{len(train_ds)} decoded, {k} augmented, {model.image_size} px',
+                     f'decode {dec:.0f} images/s, augment {au:.0f} images/s = {min(dec, au) / r.train_samples_per_s:.1f}x '
+                     f'the training step', f'{dt_dec + dt_aug:.1f} s'))
 
         trials = world.labeled_s
         scorer = ContrastiveScorer(model, vocab, image_preprocess(model), p.eval.batch_size)

@@ -262,3 +262,26 @@ def test_cli_inspect_reports_counts_and_missing_images(full, tmp_path):
     gone = sorted((copy/'vtwt').rglob('*.jp*g'))[0]; gone.unlink()
     r = subprocess.run([exe, 'benchmarks', 'inspect', '--babylmms', str(csv_dir), '--images', str(copy)], capture_output=True, text=True)
     assert r.returncode == 1 and '1 missing' in r.stdout and gone.name in r.stdout, r.stdout
+
+
+def test_cli_evaluate_scores_a_run_folder_on_item_files(tmp_path):
+    "`babyvlm evaluate --run DIR --babylmms ... --images ...` writes per-benchmark metrics and predictions, and a summary."
+    import json, subprocess, sys
+    from babyvlm.core import seed_everything
+    from babyvlm.text import build_vocab
+    from babyvlm.models.contrastive import ContrastiveConfig, create_contrastive, save_contrastive
+    root = write_synthetic(tmp_path/'bm', counts=dict(labeled_s=22, vtwt=12, baby_winoground=6, saycam_caption=3), per_cat=2)
+    seed_everything(0)
+    vocab = build_vocab([' '.join(LABELED_S_CATEGORIES + WORDS['first'] + WORDS['second'])])
+    save_contrastive(create_contrastive(ContrastiveConfig(image_size=32), vocab), vocab, tmp_path/'run')
+    exe = str(Path(sys.executable).parent/'babyvlm')
+    r = subprocess.run([exe, 'evaluate', '--run', str(tmp_path/'run'), '--babylmms', str(root), '--images', str(root),
+                        '--out', str(tmp_path/'out')], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    m = json.loads((tmp_path/'out/metrics.json').read_text())
+    assert set(m) == {'labeled_s', 'vtwt', 'baby_winoground', 'saycam_caption'} and m['vtwt']['n_items'] == 12
+    assert len((tmp_path/'out/labeled_s_predictions.jsonl').read_text().splitlines()) == 22
+    assert 'labeled_s' in r.stdout and 'baby_winoground' in r.stdout
+    r = subprocess.run([exe, 'evaluate', '--run', str(tmp_path/'run'), '--babylmms', str(root), '--out', str(tmp_path/'o2')],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and '--images' in r.stderr

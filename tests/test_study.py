@@ -8,7 +8,8 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 # the quick profile made smaller still, so the whole path runs in a couple of minutes on 2 cores
 TINY = ['train.max_steps=30', 'train.eval_every=15', 'train.ckpt_every=15', 'eval.n_boot=200',
-        'world.labeled_s_per_category=10']
+        'world.labeled_s_per_category=10', 'world.n_vtwt=60', 'world.n_winoground=24', 'world.n_captions=22',
+        'world.n_web=200', 'world.real_photo_trials_per_image=1']
 
 
 @pytest.fixture(scope='module')
@@ -17,7 +18,7 @@ def params_root(tmp_path_factory):
     root = tmp_path_factory.mktemp('params')
     shutil.copytree(ROOT/'params', root, dirs_exist_ok=True)
     (root/'conditions'/'broken.yaml').write_text('description: a model config that does not exist\n'
-                                                 'data:\n  sources: [home]\nmodel:\n  arch: no-such-architecture\n')
+                                                 'family: contrastive\ndata:\n  sources: [home]\nmodel:\n  arch: no-such-architecture\n')
     return root
 
 
@@ -26,7 +27,7 @@ def study(tmp_path_factory, params_root):
     import os
     os.environ['BABYVLM_PARAMS'] = str(params_root)
     out = tmp_path_factory.mktemp('outputs')
-    res = run_study('quick', conditions=['home', 'broken'], seeds=[0], overrides=TINY, out_root=out, echo=lambda *a: None)
+    res = run_study('quick', conditions=['home', 'reference', 'broken'], seeds=[0], overrides=TINY, out_root=out, echo=lambda *a: None)
     yield res
     del os.environ['BABYVLM_PARAMS']
 
@@ -50,6 +51,26 @@ def test_study_writes_runs_and_report(study):
     assert load_params_file(home/'params.yaml').train.max_steps == 30
     html = (sd/'report.html').read_text()
     assert 'Labeled-S' in html and 'broken' in html
+
+
+def test_every_benchmark_control_and_reference(study):
+    "Each run scores all five benchmarks; the blind control and the reference row reach the main table."
+    sd = study['study_dir']
+    home = json.loads((run_dir(sd, 'home', 0)/'metrics.json').read_text())
+    assert home['vtwt']['n_items'] == 60 and home['baby_winoground']['n_items'] == 24
+    assert home['saycam_caption']['n_items'] == 22 and home['real_photos']['benchmark'] == 'real_photos'
+    assert set(home['vtwt']['per_kind']) <= {'first', 'second', 'both'} and home['vtwt']['per_word_class']
+    blind = home['controls']['blind']
+    assert blind['baby_winoground']['group']['accuracy'] == 0.0   # a text-only scorer ties on every instance
+    assert 0.0 <= blind['vtwt']['accuracy'] <= 1.0 and blind['saycam_caption']['meteor'] >= 0
+    for f in ['vtwt_predictions.jsonl', 'baby_winoground_predictions.jsonl', 'saycam_caption_predictions.jsonl']:
+        assert (run_dir(sd, 'home', 0)/f).exists(), f
+    ref = json.loads((run_dir(sd, 'reference', 0)/'metrics.json').read_text())
+    assert ref['family'] == 'reference' and 0 <= ref['labeled_s']['accuracy'] <= 1
+    html = (sd/'report.html').read_text()
+    for s in ['Main table', 'reference (upper bound), reference', 'blind (text only), home utterances', 'CVCL, home', 'Wino group',
+              'Caption METEOR', 'Real photos', 'paper: CVCL, SAYCam only']:
+        assert s in html, s
 
 
 def test_failed_run_is_recorded_and_not_complete(study):
@@ -90,3 +111,26 @@ def test_cli_exits_nonzero_when_a_run_fails(params_root, tmp_path):
                         '--out', str(tmp_path)] + sum([['--set', o] for o in TINY], []), capture_output=True, text=True, env=env)
     assert r.returncode == 1, r.stdout + r.stderr
     assert 'FAILED' in r.stderr and 'broken/0' in r.stderr
+
+
+def test_families_and_run_names():
+    "A condition that sets its family runs only that; the others run every family of the profile, in named folders."
+    from babyvlm.study import condition_families, run_name
+    from babyvlm.core import ParamsError
+    p = load_params('default', 'home', 0)
+    assert condition_families(p, 'home') == ['contrastive', 'generative', 'hybrid']
+    assert condition_families(p, 'reference') == ['reference']
+    assert [run_name('home', f) for f in ('contrastive', 'generative', 'reference')] == ['home', 'home-generative', 'home']
+    with pytest.raises(ParamsError, match="family 'diffusion' is unknown"):
+        load_params('quick', 'home', 0, ['family=diffusion'])
+    # phase sections given in part keep their phase defaults, and every phase takes the run's seed
+    q = load_params('quick', 'home', 7, ['generative_train.projector.max_steps=5'])
+    assert q.generative_train.projector.max_steps == 5 and q.generative_train.projector.seed == 7
+    assert q.generative_train.language.seed == 7 and q.ssl_train.seed == 7
+
+
+def test_transfer_conditions_load():
+    for c in ['home_filtered', 'home_transferred', 'home_random', 'transferred']:
+        p = load_params('default', c, 0)
+        assert set(p.data.sources) <= {'home_filtered', 'transferred', 'random'}
+    assert load_params('default', 'home_transferred', 0).transfer.filter_quantile == 0.3

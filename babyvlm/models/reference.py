@@ -5,6 +5,7 @@
 # %% ../../nbs/14_reference.ipynb #3fc1531f
 from __future__ import annotations
 import hashlib, importlib, os, sys, time
+from dataclasses import dataclass
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Sequence
@@ -15,8 +16,8 @@ from ..core import cache_dir, seed_everything
 from ..assets import assets_dir, fetch_assets, AssetError
 
 # %% auto #0
-__all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'load_effnet_lite0', 'reference_preprocess', 'MiniLM', 'load_minilm', 'LiTReference',
-           'reference_features', 'train_reference', 'reference_scorer']
+__all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'load_effnet_lite0', 'reference_preprocess', 'MiniLM', 'load_minilm',
+           'ReferenceConfig', 'LiTReference', 'reference_features', 'train_reference', 'reference_scorer']
 
 # %% ../../nbs/14_reference.ipynb #fe7be85b
 def _pack_root(name:str, cache:Path|None, fetch:bool) -> Path:
@@ -96,6 +97,13 @@ def load_minilm(cache:Path|None=None, # cache root (default `cache_dir()`)
     return MiniLM(bert, tok, max_length).eval().requires_grad_(False)
 
 # %% ../../nbs/14_reference.ipynb #c8b351ec
+@dataclass
+class ReferenceConfig:
+    "The reference model's settings (its encoders are fixed: the pretrained packs)."
+    dim:int = 256 # joint embedding size
+    temperature:float = 0.07 # InfoNCE temperature (fixed)
+    image_size:int = 224 # side the frozen image encoder sees (EfficientNet-Lite0 was trained at 224; smaller is faster)
+
 class LiTReference(nn.Module):
     "Frozen EfficientNet-Lite0 + frozen MiniLM with trainable linear heads into a joint space (LiT)."
     def __init__(self, image_encoder:nn.Module, # EfficientNet-Lite0 (`load_effnet_lite0`)
