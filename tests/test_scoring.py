@@ -195,6 +195,6 @@ def test_evaluate_captioning(wn):
 
 # ---------------------------------------------------------------- registry
 def test_registry_covers_the_four_benchmarks():
-    assert set(BENCHMARKS) == set(BABYLMMS_FILES) and GENERATIVE_BENCHMARKS == {'saycam_caption'}
+    assert set(BENCHMARKS) == set(BABYLMMS_FILES) | {'real_photos'} and GENERATIVE_BENCHMARKS == {'saycam_caption'}
     with pytest.raises(ValueError, match='need\\(s\\) a caption generator'):
         evaluate(None, None, {'saycam_caption': []})
