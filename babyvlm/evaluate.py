@@ -361,6 +361,13 @@ BENCHMARKS = {'labeled_s': evaluate_labeled_s, 'vtwt': evaluate_vtwt, 'baby_wino
               'saycam_caption': evaluate_captioning, 'real_photos': evaluate_real_photos}
 GENERATIVE_BENCHMARKS = {'saycam_caption'} # evaluated with `generate_fn(images) -> list[str]`, not with a scorer
 
+def _check_benchmarks(benchmarks:dict, generate_fn):
+    unknown = set(benchmarks) - set(BENCHMARKS)
+    if unknown: raise ValueError(f"evaluate: unknown benchmark(s) {sorted(unknown)}; implemented: {sorted(BENCHMARKS)}")
+    gen = sorted(set(benchmarks) & GENERATIVE_BENCHMARKS)
+    if gen and generate_fn is None:
+        raise ValueError(f"evaluate: {gen} need(s) a caption generator (`generate_fn`); a contrastive model cannot caption")
+
 def evaluate_items(scorer:Scorer|None, # scores (image, text) pairs (None: only generative benchmarks)
                    benchmarks:dict, # {benchmark name: items}
                    cfg:EvalConfig|None=None, # evaluation settings
@@ -369,11 +376,7 @@ def evaluate_items(scorer:Scorer|None, # scores (image, text) pairs (None: only 
                   ) -> tuple[dict, dict]:
     "Run each benchmark's rule with `scorer` (or `generate_fn`); returns ({name: metrics}, {name: predictions})."
     cfg = cfg or EvalConfig()
-    unknown = set(benchmarks) - set(BENCHMARKS)
-    if unknown: raise ValueError(f"evaluate: unknown benchmark(s) {sorted(unknown)}; implemented: {sorted(BENCHMARKS)}")
-    gen = sorted(set(benchmarks) & GENERATIVE_BENCHMARKS)
-    if gen and generate_fn is None:
-        raise ValueError(f"evaluate: {gen} need(s) a caption generator (`generate_fn`); a contrastive model cannot caption")
+    _check_benchmarks(benchmarks, generate_fn)
     if scorer is None and set(benchmarks) - GENERATIVE_BENCHMARKS: raise ValueError("evaluate: the choice benchmarks need a scorer")
     res, preds = {}, {}
     for name, items in benchmarks.items():
@@ -392,6 +395,7 @@ def evaluate(model, # open_clip-style model (`encode_image`, `encode_text`)
     "Evaluate a contrastive model on several benchmarks; returns `{name: metrics}`."
     import open_clip
     cfg = cfg or EvalConfig()
+    _check_benchmarks(benchmarks, generate_fn)   # before touching the model
     if preprocess is None:  # our models carry `image_size`; open_clip's keep it on the vision tower
         size = getattr(model, 'image_size', None) or getattr(getattr(model, 'visual', None), 'image_size', None)
         if size is None: raise ValueError("evaluate: pass `preprocess` for a model without `image_size`")
