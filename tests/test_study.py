@@ -134,3 +134,23 @@ def test_transfer_conditions_load():
         p = load_params('default', c, 0)
         assert set(p.data.sources) <= {'home_filtered', 'transferred', 'random'}
     assert load_params('default', 'home_transferred', 0).transfer.filter_quantile == 0.3
+
+
+def test_transfer_condition_runs_end_to_end(tmp_path, params_root):
+    "A condition made by the transfer pipeline trains, keeps the pipeline's report, and reaches the ablation table."
+    import os
+    os.environ['BABYVLM_PARAMS'] = str(params_root)
+    try:
+        res = run_study('quick', conditions=['home_transferred'], seeds=[0],
+                        overrides=TINY + ['families=[contrastive]', 'transfer.reference_steps=50'], out_root=tmp_path,
+                        echo=lambda *a: None)
+    finally: del os.environ['BABYVLM_PARAMS']
+    assert res['ok'], res['runs']
+    d = run_dir(res['study_dir'], 'home_transferred', 0)
+    rep = json.loads((d/'transfer_report.json').read_text())
+    c = rep['counts']
+    assert c['home_kept'] < c['home_in'] and c['transferred'] == c['random'] > 0
+    m = json.loads((d/'metrics.json').read_text())
+    assert m['n_train_pairs'] == c['home_kept'] + c['transferred']
+    html = (res['study_dir']/'report.html').read_text()
+    assert 'CVCL, home_transferred' in html and 'Pairs kept by each step' in html
