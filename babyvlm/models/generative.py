@@ -688,12 +688,15 @@ def greedy_decode(next_logits:Callable[[torch.Tensor], torch.Tensor], # prefix i
                   n:int, # number of sequences
                   max_new_tokens:int, # most tokens generated (`<eos>` included)
                   device=None, # where the ids live
+                  min_new_tokens:int=1, # `<eos>` is not allowed before this many tokens (as HF's `min_new_tokens`)
                  ) -> list[list[int]]:
     "Greedy decoding from `<sos>`; each row's ids up to (not including) `<eos>`."
     out = torch.full((n, 1), SOS, dtype=torch.long, device=device)
     done = torch.zeros(n, dtype=torch.bool, device=device)
-    for _ in range(max_new_tokens):
-        nxt = next_logits(out).argmax(-1).masked_fill(done, PAD)
+    for t in range(max_new_tokens):
+        lg = next_logits(out)
+        if t < min_new_tokens: lg = lg.clone(); lg[:, EOS] = float('-inf')   # an empty caption is never the answer
+        nxt = lg.argmax(-1).masked_fill(done, PAD)
         out = torch.cat([out, nxt[:, None]], 1)
         done |= nxt == EOS
         if done.all(): break
