@@ -136,15 +136,12 @@ def test_transfer_conditions_load():
     assert load_params('default', 'home_transferred', 0).transfer.filter_quantile == 0.3
 
 
-def test_transfer_condition_runs_end_to_end(tmp_path, params_root):
+def test_transfer_condition_runs_end_to_end(tmp_path, params_root, monkeypatch):
     "A condition made by the transfer pipeline trains, keeps the pipeline's report, and reaches the ablation table."
-    import os
-    os.environ['BABYVLM_PARAMS'] = str(params_root)
-    try:
-        res = run_study('quick', conditions=['home_transferred'], seeds=[0],
-                        overrides=TINY + ['families=[contrastive]', 'transfer.reference_steps=50'], out_root=tmp_path,
-                        echo=lambda *a: None)
-    finally: del os.environ['BABYVLM_PARAMS']
+    monkeypatch.setenv('BABYVLM_PARAMS', str(params_root))   # restored afterwards, whatever was set before
+    res = run_study('quick', conditions=['home_transferred'], seeds=[0],
+                    overrides=TINY + ['families=[contrastive]', 'transfer.reference_steps=50'], out_root=tmp_path,
+                    echo=lambda *a: None)
     assert res['ok'], res['runs']
     d = run_dir(res['study_dir'], 'home_transferred', 0)
     rep = json.loads((d/'transfer_report.json').read_text())
