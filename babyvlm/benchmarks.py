@@ -14,9 +14,9 @@ from .assets import LABELED_S_CATEGORIES
 
 # %% auto #0
 __all__ = ['BABYLMMS_FILES', 'BABYLMMS_HEADERS', 'BABYLMMS_COUNTS', 'LabeledSTrial', 'plan_labeled_s', 'trial_rows',
-           'trials_from_dataset', 'ImageFileError', 'load_image', 'LazyImages', 'image_sources', 'phrase_difference',
-           'VTWTItem', 'WinogroundItem', 'CaptionItem', 'babylmms_image_dir', 'babylmms_csv', 'BabyLMMSFormatError',
-           'load_babylmms', 'inspect_babylmms', 'format_inspection', 'write_labeled_s_csv']
+           'decode_stored', 'trials_from_dataset', 'ImageFileError', 'load_image', 'LazyImages', 'image_sources',
+           'phrase_difference', 'VTWTItem', 'WinogroundItem', 'CaptionItem', 'babylmms_image_dir', 'babylmms_csv',
+           'BabyLMMSFormatError', 'load_babylmms', 'inspect_babylmms', 'format_inspection', 'write_labeled_s_csv']
 
 # %% ../nbs/03_benchmarks.ipynb #68142a3d
 @dataclass
@@ -65,6 +65,16 @@ def trial_rows(plan:list, # from `plan_labeled_s`
             cols['image'].append(im)
     return cols
 
+def decode_stored(im, # a stored image: a PIL image or `datasets`' undecoded {'bytes', 'path'} dict
+                  where:str, # names the row in the error
+                 ) -> Image.Image:
+    "The RGB image of a dataset cell; a cell that cannot be decoded is an error naming `where`."
+    try:
+        if isinstance(im, dict): im = Image.open(io.BytesIO(im['bytes']) if im.get('bytes') else im['path'])
+        im.load(); return im.convert('RGB')
+    except Exception as e:
+        raise ValueError(f"{where}: the image cannot be decoded ({type(e).__name__}: {e})") from e
+
 def trials_from_dataset(ds, # a Labeled-S dataset (rows as written by `trial_rows`)
                         where:str='labeled_s', # name used in error messages
                        ) -> list:
@@ -72,13 +82,7 @@ def trials_from_dataset(ds, # a Labeled-S dataset (rows as written by `trial_row
     raw = ds.cast_column('image', _undecoded()) if hasattr(ds, 'cast_column') else ds
     by = {}
     for k, r in enumerate(raw):
-        im = r['image']
-        try:
-            if isinstance(im, dict): im = Image.open(io.BytesIO(im['bytes']) if im.get('bytes') else im['path'])
-            im.load(); im = im.convert('RGB')
-        except Exception as e:
-            raise ValueError(f"{where}: row {k} (trial {r['trial_id']}, position {r['position']}): the image cannot be "
-                             f"decoded ({type(e).__name__}: {e})") from e
+        im = decode_stored(r['image'], f"{where}: row {k} (trial {r['trial_id']}, position {r['position']})")
         by.setdefault(r['trial_id'], []).append((r['position'], r, im))
     trials = []
     for tid, rows in by.items():

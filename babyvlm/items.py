@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_items.ipynb #c67654f4
 from __future__ import annotations
-import collections, io, json, re
+import collections, re
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 import numpy as np
@@ -14,7 +14,7 @@ from .assets import (assets_dir, fetch_assets, AssetError, LABELED_S_CATEGORIES,
 from .world import (AssetStore, Pools, compose_home, utterance, _floor_view, _tile, _paste, _png, _map,
                            _pick, TRIAL_FEATURES)
 
-from .benchmarks import (VTWTItem, WinogroundItem, CaptionItem, trial_rows, trials_from_dataset, _undecoded)
+from .benchmarks import (VTWTItem, WinogroundItem, CaptionItem, trial_rows, trials_from_dataset, _undecoded, decode_stored)
 
 # %% auto #0
 __all__ = ['COLOURS', 'SIZES', 'OBJECT_NOUNS', 'COLOURABLE', 'MOVABLE', 'FOODS', 'ACTIONS', 'EMOTIONS', 'KINDS', 'CLASSES',
@@ -267,28 +267,22 @@ def build_items(out:Path, # folder to write the datasets into
                 vtwt_word_classes=dict(collections.Counter(q['word_class'] for q in plans)))
 
 # %% ../nbs/04_items.ipynb #96475638
-def _decode(im, where):
-    try:
-        if isinstance(im, dict): im = Image.open(io.BytesIO(im['bytes']) if im.get('bytes') else im['path'])
-        im.load(); return im.convert('RGB')
-    except Exception as e: raise ValueError(f"{where}: the image cannot be decoded ({type(e).__name__}: {e})") from e
-
 def vtwt_items(ds, where:str='vtwt') -> list:
     "`VTWTItem`s of a stored `vtwt` dataset."
     raw = ds.cast_column('image', _undecoded())
-    return [VTWTItem(r['item_id'], _decode(r['image'], f"{where}: row {k}"), r['positive'], r['negative'], r['kind'],
+    return [VTWTItem(r['item_id'], decode_stored(r['image'], f"{where}: row {k}"), r['positive'], r['negative'], r['kind'],
                      r['word_class']) for k, r in enumerate(raw)]
 
 def winoground_items(ds, where:str='baby_winoground') -> list:
     "`WinogroundItem`s of a stored `baby_winoground` dataset (images: [real, edited])."
     raw = ds.cast_column('image', _undecoded()).cast_column('image_edit', _undecoded())
-    return [WinogroundItem(r['instance_id'], [_decode(r['image'], f"{where}: row {k}"), _decode(r['image_edit'], f"{where}: row {k} (edit)")],
+    return [WinogroundItem(r['instance_id'], [decode_stored(r['image'], f"{where}: row {k}"), decode_stored(r['image_edit'], f"{where}: row {k} (edit)")],
                            [r['positive'], r['negative']]) for k, r in enumerate(raw)]
 
 def caption_items(ds, where:str='saycam_caption') -> list:
     "`CaptionItem`s of a stored `saycam_caption` dataset."
     raw = ds.cast_column('image', _undecoded())
-    return [CaptionItem(r['item_id'], _decode(r['image'], f"{where}: row {k}"), list(r['references'])) for k, r in enumerate(raw)]
+    return [CaptionItem(r['item_id'], decode_stored(r['image'], f"{where}: row {k}"), list(r['references'])) for k, r in enumerate(raw)]
 
 # %% ../nbs/04_items.ipynb #78db5124
 REAL_PHOTO_PACKS = ('gcompris-qt-data', 'scikit-image')

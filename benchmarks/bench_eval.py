@@ -14,6 +14,7 @@ import argparse, os, time
 from dataclasses import replace
 from pathlib import Path
 import numpy as np
+from _table import print_table
 
 
 def _pairs(name, items):
@@ -69,10 +70,7 @@ def main():
                 row += [f'{k / d1:.1f} items/s', f'{(len(items) / dt) / (k / d1):.1f}x', 'yes' if same else 'NO']
             rows.append(row)
     head = ['model', 'benchmark', 'items', 'batched', 'pairs', 'batch size 1', 'speed-up', 'same scores (1e-5)']
-    w = [max(len(str(r[i])) for r in rows + [head]) for i in range(len(head))]
-    line = lambda r: '  '.join(str(c).ljust(w[i]) for i, c in enumerate(r))
-    print(line(head)); print('  '.join('-' * x for x in w))
-    for r in rows: print(line(r))
+    print_table(head, rows)
     print(f"\nprofile {a.profile}, world {world.root.name[:12]}; batch size {cfg.batch_size}; torch threads "
           f"{os.environ.get('BABYVLM_THREADS', 2)}; captioning = retrieval over {len(set(candidates))} home utterances + METEOR")
 

@@ -11,6 +11,7 @@ Timings on shared machines vary several-fold between runs; compare rows of one r
 """
 import argparse, os, time
 import numpy as np
+from _table import print_table
 
 
 def main():
@@ -53,10 +54,7 @@ def main():
                      f"{res['batched'][0] / res['one at a time'][0]:.1f}x", f"{diff:.1e}",
                      f"{res['batched'][2]:.3f} / {res['one at a time'][2]:.3f}"])
     head = ['benchmark', 'items', f'batched ({a.batch}) items/s', 'one at a time items/s', 'ratio', 'max |score diff|', 'accuracy (both)']
-    w = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
-    line = lambda r: '  '.join(c.ljust(w[i]) for i, c in enumerate(r))
-    print(line(head)); print('  '.join('-' * x for x in w))
-    for r in rows: print(line(r))
+    print_table(head, rows)
     print(f"\nprofile {a.profile}; model {'from ' + a.run if a.run else 'untrained, profile sizes'}; "
           f"torch threads {os.environ.get('BABYVLM_THREADS', 2)}")
 

@@ -28,9 +28,9 @@ __all__ = ['PAPER_GPT2', 'COCA_CONFIG_DIR', 'WordTokenizer', 'build_tokenizer', 
            'save_vision', 'load_vision', 'train_ssl_vision', 'contrastive_vision', 'load_dino_backbone', 'dino_vision',
            'write_dino_fixture', 'GenerativeConfig', 'BabyLLaVA', 'build_labels', 'token_ce', 'lm_loss',
            'create_generative', 'image_features', 'GenerativeTrainConfig', 'generative_train_config',
-           'train_generative', 'save_generative', 'load_generative', 'greedy_decode', 'GenerativeScorer',
-           'list_coca_archs', 'CoCaConfig', 'resolve_coca_config', 'coca_from_config', 'create_coca', 'train_coca',
-           'save_coca', 'load_coca', 'coca_cosine_scorer', 'CoCaScorer']
+           'train_generative', 'save_generative', 'load_generative', 'greedy_decode', 'greedy_captions',
+           'GenerativeScorer', 'list_coca_archs', 'CoCaConfig', 'resolve_coca_config', 'coca_from_config',
+           'create_coca', 'train_coca', 'save_coca', 'load_coca', 'coca_cosine_scorer', 'CoCaScorer']
 
 # %% ../../nbs/15_generative.ipynb #d5f6d3e7
 def _word_tokenizer(itos:list[str]) -> Tokenizer:
@@ -705,6 +705,22 @@ def greedy_decode(next_logits:Callable[[torch.Tensor], torch.Tensor], # prefix i
         rows.append(r[:r.index(EOS)] if EOS in r else r)
     return rows
 
+def greedy_captions(images:Sequence, # images to caption
+                    prepare:Callable, # a batch of images -> its `next_logits` function for `greedy_decode`
+                    tokenizer:WordTokenizer, # decodes the ids
+                    batch_size:int, # images per batch
+                    max_new_tokens:int, # most tokens per caption (`<eos>` included)
+                    device=None, # where the ids live
+                   ) -> list[str]:
+    "Greedy captions of `images`, batch by batch (each batch's images are read once); shared by every generative scorer."
+    if max_new_tokens > tokenizer.context_length - 1:
+        raise ValueError(f"generate: max_new_tokens={max_new_tokens} exceeds the model's context ({tokenizer.context_length - 1} after <sos>)")
+    caps = []
+    for i in range(0, len(images), batch_size):
+        chunk = images[i:i + batch_size]
+        caps += [tokenizer.decode(r) for r in greedy_decode(prepare(chunk), len(chunk), max_new_tokens, device)]
+    return caps
+
 class GenerativeScorer:
     "Minus the mean per-token cross-entropy of a text (+`<eos>`) given the image (BabyLLaVA); greedy captions."
     def __init__(self,
@@ -741,15 +757,10 @@ class GenerativeScorer:
                  max_new_tokens:int=25, # most tokens per caption (`<eos>` included)
                 ) -> list[str]:
         "Greedy captions (empty prompt: the image tokens, then `<sos>`)."
-        if max_new_tokens > self.tok.context_length - 1:
-            raise ValueError(f"generate: max_new_tokens={max_new_tokens} exceeds the model's context ({self.tok.context_length - 1} after <sos>)")
-        caps = []
-        for i in range(0, len(images), self.batch_size):
-            f = self._features(images[i:i + self.batch_size])
-            n = len(images[i:i + self.batch_size])
-            rows = greedy_decode(lambda x: self.model(x, f)[:, -1], n, max_new_tokens, self.device)
-            caps += [self.tok.decode(r) for r in rows]
-        return caps
+        def prepare(chunk):
+            f = self._features(chunk)
+            return lambda x: self.model(x, f)[:, -1]
+        return greedy_captions(images, prepare, self.tok, self.batch_size, max_new_tokens, self.device)
 
 # %% ../../nbs/15_generative.ipynb #8a97cf19
 COCA_CONFIG_DIR = MODEL_CONFIG_DIR/'coca'  # open_clip-style CoCa configs (package data)
@@ -913,12 +924,7 @@ class CoCaScorer:
                  max_new_tokens:int=25, # most tokens per caption (`<eos>` included)
                 ) -> list[str]:
         "Greedy captions from `<sos>`."
-        if max_new_tokens > self.tok.context_length - 1:
-            raise ValueError(f"generate: max_new_tokens={max_new_tokens} exceeds the model's context ({self.tok.context_length - 1} after <sos>)")
-        caps = []
-        for i in range(0, len(images), self.batch_size):
-            x = self._images(images[i:i + self.batch_size])
-            lat, embs = self.model._encode_image(x)
-            step = lambda ids: self.model(x, ids, image_latent=lat, image_embs=embs, output_labels=False)['logits'][:, -1]
-            caps += [self.tok.decode(r) for r in greedy_decode(step, len(x), max_new_tokens, self.device)]
-        return caps
+        def prepare(chunk):
+            x = self._images(chunk); lat, embs = self.model._encode_image(x)
+            return lambda ids: self.model(x, ids, image_latent=lat, image_embs=embs, output_labels=False)['logits'][:, -1]
+        return greedy_captions(images, prepare, self.tok, self.batch_size, max_new_tokens, self.device)
