@@ -18,9 +18,9 @@ from .text import tokenize
 __all__ = ['LEXICON', 'PROMPTS_FILE', 'dataset_fingerprint', 'step_dir', 'cached_step', 'scorer_key', 'ReferenceScorer',
            'filter_pairs', 'child_vocab', 'RulesBackend', 'load_prompts', 'MalformedReply', 'clean_reply',
            'parse_verdict', 'JsonlCache', 'LLMBackend', 'OpenAIBackend', 'HFBackend', 'make_backend', 'fake_reply',
-           'FakeChatServer', 'tiny_causal_lm', 'rewrite_captions', 'relevance_filter', 'knn_topk', 'MatchResult',
-           'matching_gap', 'match_distribution', 'clustered_embeddings', 'EffNetEmbedder', 'embed_images',
-           'random_baseline', 'sentence_form', 'transfer_stats', 'TransferConfig', 'build_transferred']
+           'FakeChatServer', 'tiny_causal_lm', 'rewrite_captions', 'relevance_filter', 'fast_bf16', 'knn_topk',
+           'MatchResult', 'matching_gap', 'match_distribution', 'clustered_embeddings', 'EffNetEmbedder',
+           'embed_images', 'random_baseline', 'sentence_form', 'transfer_stats', 'TransferConfig', 'build_transferred']
 
 # %% ../nbs/30_transfer.ipynb #b4c6f2d0
 _FP_MEMO = {}
@@ -699,23 +699,38 @@ def _unit(x, what:str) -> torch.Tensor:
     if not torch.isfinite(x).all(): raise ValueError(f"match_distribution: {what} has non-finite values in rows {torch.nonzero(~torch.isfinite(x).all(1)).flatten()[:5].tolist()}")
     return F.normalize(x, dim=-1)
 
+def fast_bf16() -> bool:
+    "Whether this CPU multiplies bfloat16 matrices in hardware (AMX or AVX-512 BF16), where bf16 products are several times faster."
+    try: flags = Path('/proc/cpuinfo').read_text()
+    except OSError: return False
+    return 'amx_bf16' in flags or 'avx512_bf16' in flags
+
 def knn_topk(q:torch.Tensor, # (n, d) unit queries
              c:torch.Tensor, # (m, d) unit candidates
              k:int, # neighbours kept
              block_q:int=2048, # query rows per block
              block_c:int=65536, # candidate rows per block (memory: block_q*block_c floats)
+             precision:str='fp32', # 'fp32', 'bf16' (bfloat16 search for 2k candidates, rescored in float32) or 'auto' (bf16 where `fast_bf16()`)
             ) -> tuple[torch.Tensor, torch.Tensor]:
-    "Exact top-k cosine neighbours by blocked matrix multiplication: (similarities, indices), each (n, k), best first."
+    "Top-k cosine neighbours by blocked matrix multiplication: (float32 similarities, indices), each (n, k), best first."
+    if precision == 'auto': precision = 'bf16' if fast_bf16() else 'fp32'
+    if precision not in ('fp32', 'bf16'): raise ValueError(f"knn_topk: precision must be 'fp32', 'bf16' or 'auto', got {precision!r}")
     k = min(k, len(c)); vals, idx = [], []
+    kc = min(len(c), 2*k) if precision == 'bf16' else k   # bf16 scores err by ~1e-3: keep twice as many, rescore exactly
+    cs = c.bfloat16() if precision == 'bf16' else c
     for i in range(0, len(q), block_q):
         bq, bv, bi = q[i:i + block_q], None, None
+        bqs = bq.bfloat16() if precision == 'bf16' else bq
         for j in range(0, len(c), block_c):
-            s = bq @ c[j:j + block_c].T
-            v, ix = s.topk(min(k, s.shape[1]), dim=1); ix += j
+            s = bqs @ cs[j:j + block_c].T
+            v, ix = s.topk(min(kc, s.shape[1]), dim=1); ix += j
             if bv is not None: v, sel = torch.cat([bv, v], 1), torch.cat([bi, ix], 1)
             else: sel = ix
-            if v.shape[1] > k: v, t = v.topk(k, dim=1); sel = sel.gather(1, t)
+            if v.shape[1] > kc: v, t = v.topk(kc, dim=1); sel = sel.gather(1, t)
             bv, bi = v, sel
+        if precision == 'bf16':  # exact float32 similarities of the shortlisted candidates, in row chunks
+            bv = torch.cat([torch.einsum('rd,rkd->rk', bq[r:r + 256], c[bi[r:r + 256]]) for r in range(0, len(bq), 256)])
+            bv, t = bv.topk(k, dim=1); bi = bi.gather(1, t)
         vals.append(bv); idx.append(bi)
     return torch.cat(vals), torch.cat(idx)
 
@@ -725,11 +740,11 @@ def _exact(q, c):
     r, col = linear_sum_assignment(s, maximize=True)
     return col[np.argsort(r)], 0
 
-def _sparse(q, c, k, k_max, block_q, block_c):
+def _sparse(q, c, k, k_max, block_q, block_c, precision='fp32'):
     from scipy.sparse import csr_matrix
     from scipy.sparse.csgraph import min_weight_full_bipartite_matching, maximum_bipartite_matching
     n, m, t0 = len(q), len(c), time.time()
-    vals, idx = knn_topk(q, c, max(k, k_max), block_q, block_c)
+    vals, idx = knn_topk(q, c, max(k, k_max), block_q, block_c, precision)
     vals, idx = vals.double().numpy(), idx.numpy(); t_knn = time.time() - t0
     def graph(kk, rows=None):
         rows = np.arange(n) if rows is None else rows
@@ -760,11 +775,11 @@ def _sparse(q, c, k, k_max, block_q, block_c):
         rows = rows[np.setdiff1d(np.arange(len(rows)), r)]
         if not len(rows): break
         free = np.flatnonzero(~used)
-        fv, fi = knn_topk(q[torch.from_numpy(rows)], c[torch.from_numpy(free)], kk, block_q, block_c)
+        fv, fi = knn_topk(q[torch.from_numpy(rows)], c[torch.from_numpy(free)], kk, block_q, block_c, precision)
         v, ix = fv.double().numpy(), free[fi.numpy()]
     return out, kk, n - first, t_knn, rounds
 
-def _assign(q, c, method, k, k_max, max_dense_cells, block_q=2048, block_c=65536):
+def _assign(q, c, method, k, k_max, max_dense_cells, block_q=2048, block_c=65536, precision='fp32'):
     if method == 'auto': method = 'exact' if len(q)*len(c) <= max_dense_cells else 'sparse'
     if method == 'exact':
         if len(q)*len(c) > max_dense_cells*4: raise MemoryError(f"match_distribution: exact assignment of {len(q)} x {len(c)} needs "
@@ -772,7 +787,7 @@ def _assign(q, c, method, k, k_max, max_dense_cells, block_q=2048, block_c=65536
         col, _ = _exact(q, c)
         return col, method, None, 0, None, 0
     if method == 'sparse':
-        col, kk, nf, t_knn, rounds = _sparse(q, c, k, k_max, block_q, block_c)
+        col, kk, nf, t_knn, rounds = _sparse(q, c, k, k_max, block_q, block_c, precision)
         return col, method, kk, nf, t_knn, rounds
     raise ValueError(f"match_distribution: method must be 'auto', 'exact' or 'sparse', got {method!r}")
 
@@ -789,6 +804,7 @@ def matching_gap(home_emb, cand_emb, # (n, d) and (m, d) embeddings
                  k:int=16, k_max:int=128, # the sparse path's settings on the full problem (scaled down with the candidates)
                  repeats:int=1, # subproblems
                  seed:int=0, max_dense_cells:int=20_000_000, # the exact subproblem's size limit (rows shrink to fit)
+                 precision:str='fp32', # the sparse path's kNN products (see `knn_topk`)
                 ) -> dict:
     "Relative optimality gap of the sparse assignment vs the exact one on random subproblems: cost (1 - cos) and similarity."
     q, c = _unit(home_emb, 'home_emb'), _unit(cand_emb, 'cand_emb')
@@ -802,7 +818,7 @@ def matching_gap(home_emb, cand_emb, # (n, d) and (m, d) embeddings
         qi = rng.choice(len(q), rows, replace=False); ci = rng.choice(len(c), m_sub, replace=False)
         qs, cs = q[torch.from_numpy(qi)], c[torch.from_numpy(ci)]
         t = time.time(); ex, _ = _exact(qs, cs); t_ex = time.time() - t
-        sp, _, nf, _, rounds = _sparse(qs, cs, k_sub, kmax_sub, 2048, 65536)
+        sp, _, nf, _, rounds = _sparse(qs, cs, k_sub, kmax_sub, 2048, 65536, precision)
         s_ex, s_sp = (qs*cs[torch.from_numpy(ex)]).sum(1).double().sum().item(), (qs*cs[torch.from_numpy(sp)]).sum(1).double().sum().item()
         gaps.append(dict(rows=rows, cands=len(ci), cost_gap=((rows - s_sp) - (rows - s_ex))/max(1e-12, rows - s_ex),
                          sim_gap=(s_ex - s_sp)/max(1e-12, abs(s_ex)), k=k_sub, k_max=kmax_sub, n_fallback=nf, rounds=rounds,
@@ -819,6 +835,7 @@ def match_distribution(home_emb, # (n, d) in-domain image embeddings (numpy or t
                        seed:int=0, # seeds which in-domain items are matched when n < len(home_emb)
                        gap_check:int=0, # sparse: rows of an exact subproblem to measure the optimality gap on (0: skip)
                        block_q:int=2048, block_c:int=65536, # sparse: kNN block sizes (memory: block_q*block_c floats)
+                       precision:str='fp32', # sparse: kNN products, 'fp32', 'bf16' (rescored in float32) or 'auto' (see `knn_topk`)
                       ) -> MatchResult:
     "Select `n` distinct candidates closest to the in-domain images by optimal one-to-one assignment on cosine cost."
     t0 = time.time()
@@ -829,13 +846,15 @@ def match_distribution(home_emb, # (n, d) in-domain image embeddings (numpy or t
     if n <= len(q): rows = np.sort(np.random.default_rng(seed).choice(len(q), n, replace=False)) if n < len(q) else np.arange(n)
     else: rows = np.tile(np.arange(len(q)), math.ceil(n/len(q)))[:n]
     qr = q[torch.from_numpy(rows)]
-    col, used, kk, nf, t_knn, rounds = _assign(qr, c, method, k, k_max, max_dense_cells, block_q, block_c)
+    col, used, kk, nf, t_knn, rounds = _assign(qr, c, method, k, k_max, max_dense_cells, block_q, block_c, precision)
     sim = (qr*c[torch.from_numpy(col)]).sum(1).double().numpy()
     assert len(set(col.tolist())) == n, 'match_distribution: a candidate was selected twice'
-    rep = dict(step='match', method=used, n_home=len(q), n_cand=len(c), n_selected=n, k=kk, n_fallback=nf, rounds=rounds,
+    if precision == 'auto': precision = 'bf16' if fast_bf16() else 'fp32'
+    rep = dict(step='match', method=used, knn_precision=precision if used == 'sparse' else None, n_home=len(q), n_cand=len(c),
+               n_selected=n, k=kk, n_fallback=nf, rounds=rounds,
                mean_sim=float(sim.mean()), mean_nn_sim=float((qr @ c.T).max(1).values.mean()) if len(qr)*len(c) <= 5e7 else None,
                knn_seconds=t_knn, seconds=time.time() - t0)
-    if gap_check and used == 'sparse': rep['gap'] = matching_gap(q, c, gap_check, k, k_max, seed=seed)
+    if gap_check and used == 'sparse': rep['gap'] = matching_gap(q, c, gap_check, k, k_max, seed=seed, precision=precision)
     return MatchResult(col, rows, sim, rep)
 
 # %% ../nbs/30_transfer.ipynb #67a2205a
@@ -963,6 +982,7 @@ class TransferConfig:
     match_method:str = 'auto' # 'exact', 'sparse' or 'auto'
     match_k:int = 16 # sparse matching: neighbours per in-domain image (grows up to match_k_max)
     match_k_max:int = 128 # sparse matching: neighbours computed
+    match_precision:str = 'auto' # sparse matching: kNN products 'fp32', 'bf16' (rescored in float32) or 'auto' (bf16 on CPUs with bf16 units)
     image_size:int = 112 # side seen by the frozen EfficientNet-Lite0 (reference scorer and embedder); 224 is 7x slower
     reference_steps:int = 300 # training steps of the reference's heads on the web pairs (default scorer)
     seed:int = 0 # rules templates, reference heads, random baseline, matching subsets
@@ -1016,7 +1036,7 @@ def build_transferred(world, # a `babyvlm.world.World` (or anything with `home['
     he = embed_images(home_all, embedder, cache=cache)[np.asarray(home['source_index'])]
     ce = embed_images(web_all, embedder, cache=cache)[np.asarray(cand['source_index'])]
     n = cfg.n_match or min(len(home), max(1, int(cfg.max_match_share*len(cand))))
-    m = match_distribution(he, ce, n, cfg.match_method, cfg.match_k, cfg.match_k_max, seed=cfg.seed)
+    m = match_distribution(he, ce, n, cfg.match_method, cfg.match_k, cfg.match_k_max, seed=cfg.seed, precision=cfg.match_precision)
     order = np.argsort(m.cand)
     transferred = cand.select(m.cand[order]).add_column('match_sim', m.sim[order].tolist(), new_fingerprint=stable_hash([cand._fingerprint, m.cand.tolist()], 32))
     partner = np.asarray(home['source_index'])[np.asarray(m.home)[order]].tolist()   # the home image each was matched to
