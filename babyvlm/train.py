@@ -18,9 +18,10 @@ from .text import Vocab
 from .models.contrastive import CVCL, save_contrastive, count_params
 
 # %% auto #0
-__all__ = ['TOY_SHAPES', 'TOY_COLOURS', 'TOY_TEMPLATES', 'toy_image', 'toy_pairs', 'PairTensors', 'pair_tensors', 'TrainConfig',
-           'lr_at', 'batch_indices', 'make_augment', 'normalize', 'augment_batch', 'sample_seeds', 'eval_batch',
-           'validate', 'TrainResult', 'train_contrastive', 'Interrupt', 'kill_at']
+__all__ = ['TOY_SHAPES', 'TOY_COLOURS', 'TOY_TEMPLATES', 'toy_image', 'toy_pairs', 'PairTensors', 'pair_tensors', 'LazyPairs',
+           'TrainConfig', 'lr_at', 'batch_indices', 'make_augment', 'normalize', 'augment_batch', 'sample_seeds',
+           'StepBatches', 'step_loader', 'eval_batch', 'validate', 'TrainResult', 'train_contrastive', 'Interrupt',
+           'kill_at']
 
 # %% ../nbs/12_train.ipynb #5c73d67b
 TOY_SHAPES = ('ball', 'door', 'window', 'table')
@@ -78,6 +79,7 @@ class PairTensors:
     images:torch.Tensor
     ids:torch.Tensor
     def __len__(self): return len(self.ids)
+    def batch(self, idx:torch.Tensor): return self.images[idx], self.ids[idx]
 
 def _to_square(im:Image.Image, size:int) -> Image.Image:
     im = im.convert('RGB')
@@ -100,23 +102,49 @@ def pair_tensors(ds, # a `datasets.Dataset` with `image` and `text` columns
     if n == 0: raise ValueError("pair dataset is empty")
     imgs = torch.empty((n, 3, size, size), dtype=torch.uint8)
     texts, i = [], 0
-    import datasets, io
-    cols = ['image', 'text'] + (['asset_id'] if 'asset_id' in ds.column_names else [])
-    raw = ds.select_columns(cols)
-    if isinstance(raw.features['image'], datasets.Image): raw = raw.cast_column('image', datasets.Image(decode=False))
-    it = raw.iter(batch_size=batch_size)
+    it = _undecoded(ds, ['image', 'text']).iter(batch_size=batch_size)
     for b in tqdm(it, total=math.ceil(n / batch_size), desc='decode', disable=not progress, leave=False):
         for j, im in enumerate(b['image']):
-            try:
-                if isinstance(im, dict): im = Image.open(io.BytesIO(im['bytes']) if im.get('bytes') else im['path'])
-                imgs[i] = torch.from_numpy(np.asarray(_to_square(im, size)).copy()).permute(2, 0, 1)
-            except Exception as e:  # name the row, so a corrupt image can be found and fixed
-                aid = f", asset {b['asset_id'][j]}" if 'asset_id' in b else ''
-                raise ValueError(f"pair dataset row {i}{aid}: image cannot be decoded ({type(e).__name__}: {e})") from None
-            i += 1
+            imgs[i] = _decode(im, size, i, b['asset_id'][j] if 'asset_id' in b else None); i += 1
         texts += b['text']
     ids, _ = vocab.encode(texts, pad_to=vocab.context_length)
     return PairTensors(imgs, ids)
+
+def _undecoded(ds, cols):
+    "`ds` reduced to `cols` (+ `asset_id`, to name bad rows), images as stored (bytes or path), not decoded."
+    import datasets
+    raw = ds.select_columns(cols + (['asset_id'] if 'asset_id' in ds.column_names else []))
+    if isinstance(raw.features['image'], datasets.Image): raw = raw.cast_column('image', datasets.Image(decode=False))
+    return raw
+
+def _decode(im, size:int, row:int, asset_id=None) -> torch.Tensor:
+    "One stored image (PIL, or datasets' {'bytes', 'path'}) as a uint8 3 x size x size tensor; an error names the row."
+    import io
+    try:
+        if isinstance(im, dict): im = Image.open(io.BytesIO(im['bytes']) if im.get('bytes') else im['path'])
+        return torch.from_numpy(np.asarray(_to_square(im, size)).copy()).permute(2, 0, 1)
+    except Exception as e:  # name the row, so a corrupt image can be found and fixed
+        aid = f", asset {asset_id}" if asset_id is not None else ''
+        raise ValueError(f"pair dataset row {row}{aid}: image cannot be decoded ({type(e).__name__}: {e})") from None
+
+class LazyPairs:
+    "Pairs whose images are decoded batch by batch, when asked for (data too large to hold decoded in memory)."
+    def __init__(self, ds, # a `datasets.Dataset` with `image` and `text` columns (images as files, bytes or PIL)
+                 vocab:Vocab, # tokenizer
+                 size:int, # decoded image side
+                ):
+        missing = {'image', 'text'} - set(ds.column_names)
+        if missing: raise ValueError(f"pair dataset lacks column(s) {sorted(missing)}; it has {ds.column_names}")
+        if len(ds) == 0: raise ValueError("pair dataset is empty")
+        self.raw, self.size = _undecoded(ds, ['image']), size
+        self.ids, _ = vocab.encode(ds['text'], pad_to=vocab.context_length)
+    def __len__(self): return len(self.ids)
+    def batch(self, idx:torch.Tensor):
+        "Decoded uint8 images (len(idx) x 3 x size x size) and token ids of the rows `idx`."
+        b = self.raw[idx.tolist()]
+        ims = [_decode(im, self.size, int(r), b['asset_id'][j] if 'asset_id' in b else None)
+               for j, (r, im) in enumerate(zip(idx, b['image']))]
+        return torch.stack(ims), self.ids[idx]
 
 # %% ../nbs/12_train.ipynb #f51f2a15
 @dataclass
@@ -143,6 +171,11 @@ class TrainConfig:
     blur_sigma:tuple[float, float] = (0.1, 2.0) # blur sigma range (pixels at the model's input size)
     flip_p:float = 0.5 # probability of a horizontal flip
     mixed_precision:str = 'no' # 'no', 'bf16' or 'fp16' (GPUs; keep 'no' on CPU: bf16 is far slower there)
+    num_workers:int = 0 # DataLoader worker processes that decode and augment the batches (0: in the training process)
+    preload_max_gb:float = 8.0 # decode the training images into memory once when they take at most this; else decode per batch
+    sync_batchnorm:bool = True # several GPUs: batch-norm statistics over the global batch (SyncBatchNorm), as one GPU would
+    tf32:bool = True # GPUs: TensorFloat-32 matrix products and convolutions (float32 range, 10-bit mantissa)
+    channels_last:bool = True # GPUs: NHWC memory layout for images and convolution weights (faster convolutions)
     tensorboard:bool = True # log through accelerate's TensorBoard tracker
     progress:bool = True # tqdm progress bar
 
@@ -186,7 +219,11 @@ def normalize(images:torch.Tensor, # uint8 batch N x 3 x H x W
              ) -> torch.Tensor:
     "Float images scaled to [0, 1] and normalised with CLIP's mean and std."
     x = images.float() / 255
-    return (x - _MEAN.to(x.device)) / _STD.to(x.device)
+    if x.device not in _NORM: _NORM[x.device] = (_MEAN.to(x.device), _STD.to(x.device))  # copied to a GPU once, not every step
+    mean, std = _NORM[x.device]
+    return (x - mean) / std
+
+_NORM = {}
 
 def augment_batch(images:torch.Tensor, # uint8 batch N x 3 x S x S
                   aug, # from `make_augment`
@@ -205,6 +242,33 @@ def sample_seeds(seed:int, # run seed
                 ) -> list[int]:
     "Augmentation seeds of the given global-batch positions at `step` (the same whatever the number of processes)."
     return [int(np.random.SeedSequence([seed, step, int(k)]).generate_state(1)[0]) for k in positions]
+
+class StepBatches(torch.utils.data.Dataset):
+    "Item `s`: this process's share of optimizer step `s`'s global batch, augmented, as (uint8 images, token ids)."
+    def __init__(self, source, # `PairTensors` (decoded in memory) or `LazyPairs` (decoded per batch)
+                 cfg:TrainConfig, # batch size, seed, steps
+                 aug, # from `make_augment`
+                 rank:int=0, world:int=1, # this process and the process count
+                 normalized:bool=False, # return float images normalised for the model (CPU training: in the workers), not uint8
+                ):
+        self.source, self.cfg, self.aug, self.local = source, cfg, aug, cfg.batch_size // world
+        self.lo, self.normalized = rank * self.local, normalized
+    def __len__(self): return self.cfg.max_steps
+    def __getitem__(self, step:int):
+        # a pure function of (seed, step, rank): DataLoader workers, resuming and the process count never change a batch
+        lo, hi = self.lo, self.lo + self.local
+        images, ids = self.source.batch(batch_indices(step, len(self.source), self.cfg.batch_size, self.cfg.seed)[lo:hi])
+        images = augment_batch(images, self.aug, sample_seeds(self.cfg.seed, step, range(lo, hi)))
+        return (normalize(images) if self.normalized else images), ids
+
+def step_loader(batches:StepBatches, # the steps' batches
+                start:int, # first step (a resumed run starts at its checkpoint)
+                num_workers:int=0, # worker processes (0: made in this process, in step order)
+                pin_memory:bool=False, # page-locked batches for asynchronous copies to a GPU
+               ) -> torch.utils.data.DataLoader:
+    "A DataLoader over steps `start..max_steps-1`, in order; workers prepare the next batches while the model trains."
+    return torch.utils.data.DataLoader(batches, batch_size=None, sampler=range(start, len(batches)), num_workers=num_workers,
+                                       pin_memory=pin_memory, prefetch_factor=4 if num_workers else None)
 
 def eval_batch(images:torch.Tensor, # uint8 batch N x 3 x S x S
                size:int, # the model's input size
@@ -296,12 +360,18 @@ def train_contrastive(model:CVCL, # a model from `create_contrastive` (trained i
     size = model.image_size
     if not len(train_ds) or not len(val_ds): raise ValueError(f"empty dataset: {len(train_ds)} training and {len(val_ds)} validation pairs")
     store = min(size, min(train_ds[0]['image'].size))  # small source images are kept small; crops are resized up
-    train = pair_tensors(train_ds, vocab, store, progress=cfg.progress and main)
+    preload = len(train_ds) * 3 * store * store <= cfg.preload_max_gb * 1e9
+    train = pair_tensors(train_ds, vocab, store, progress=cfg.progress and main) if preload else LazyPairs(train_ds, vocab, store)
     val = pair_tensors(val_ds, vocab, store, progress=False)
     if cfg.max_val_items: val = PairTensors(val.images[:cfg.max_val_items], val.ids[:cfg.max_val_items])
     if len(train) < cfg.batch_size: raise ValueError(f"the training set has {len(train)} pairs, fewer than one batch of {cfg.batch_size}")
     if len(val) < 2: raise ValueError(f"the validation set needs at least 2 pairs, it has {len(val)}")
 
+    cuda = acc.device.type == 'cuda'
+    if cuda and cfg.tf32: torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    if cuda and cfg.channels_last: model = model.to(memory_format=torch.channels_last)
+    if world > 1 and cuda and cfg.sync_batchnorm:  # (CPU processes: gloo has no SyncBatchNorm)
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=tuple(cfg.betas))
     model, opt = acc.prepare(model, opt)
     raw = acc.unwrap_model(model)
@@ -319,7 +389,7 @@ def train_contrastive(model:CVCL, # a model from `create_contrastive` (trained i
         if prev.exists():  # a checkpoint of another configuration must never be continued silently
             now = json.loads(json.dumps(dict(train=_jsonable_cfg(cfg), model=raw.model_cfg, n_train=len(train), n_val=len(val)), sort_keys=True))
             old = json.loads(prev.read_text())
-            harmless = {'progress', 'tensorboard'}
+            harmless = {'progress', 'tensorboard', 'num_workers', 'preload_max_gb'}  # change speed or memory, not results
             diff = sorted({f"train.{k}" for k in set(now['train']) | set(old.get('train', {})) if k not in harmless
                            and now['train'].get(k) != old.get('train', {}).get(k)}
                           | {k for k in ('model', 'n_train', 'n_val') if now[k] != old.get(k)})
@@ -375,19 +445,30 @@ def train_contrastive(model:CVCL, # a model from `create_contrastive` (trained i
 
     # --- loop -------------------------------------------------------------------------------------
     model.train()
-    local = cfg.batch_size // world
     t_train, n_steps_here = 0.0, 0
+    # the training losses are summed on the device and read back only when logged or checkpointed: no host sync per step
+    loss_sum, loss_n, since = torch.zeros((), device=acc.device), 0, st['step'] + 1
+    def flush_loss(step):
+        nonlocal loss_n, since
+        if not loss_n: return None
+        s = loss_sum.item()
+        if not math.isfinite(s): raise FloatingPointError(f"training loss is {s} in steps {since}-{step}; lower the learning rate")
+        st['train_loss_sum'] += s; st['train_loss_n'] += loss_n; mean = s / loss_n
+        loss_sum.zero_(); loss_n, since = 0, step + 1
+        return mean
+    # on a GPU the uint8 batch is copied (4x less than float) and normalised there; on a CPU the workers normalise it
+    batches = iter(step_loader(StepBatches(train, cfg, aug, rank, world, normalized=not cuda), st['step'], cfg.num_workers,
+                               pin_memory=cuda))
     bar = tqdm(total=cfg.max_steps, initial=st['step'], desc='train', disable=not (cfg.progress and main), dynamic_ncols=True)
     while st['step'] < cfg.max_steps and not st['stopped_early']:
         step = st['step']
         t0 = time.perf_counter()
-        idx = batch_indices(step, len(train), cfg.batch_size, cfg.seed)[rank*local:(rank+1)*local]
-        # each image's augmentation depends on (seed, step, its position in the global batch) only, so N processes
-        # draw exactly what one process with the same global batch draws
-        seeds = sample_seeds(cfg.seed, step, range(rank*local, (rank+1)*local))
-        images = normalize(augment_batch(train.images[idx], aug, seeds)).to(acc.device)
+        images, ids = next(batches)
+        if cuda:
+            images = normalize(images.to(acc.device, non_blocking=True))
+            if cfg.channels_last: images = images.contiguous(memory_format=torch.channels_last)
+        ids = ids.to(acc.device, non_blocking=True)
         torch.manual_seed(cfg.seed * 1_000_003 + step)  # dropout of this step: (seed, step) only
-        ids = train.ids[idx].to(acc.device)
         for g in opt.param_groups: g['lr'] = lr_at(step, cfg)
         with acc.autocast():
             out = model(images, ids)
@@ -397,17 +478,18 @@ def train_contrastive(model:CVCL, # a model from `create_contrastive` (trained i
         if cfg.grad_clip: acc.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
         st['step'] = step = step + 1
-        li = loss.item()
-        if not math.isfinite(li): raise FloatingPointError(f"training loss is {li} at step {step}; lower the learning rate")
-        st['train_loss_sum'] += li; st['train_loss_n'] += 1
+        loss_sum += loss.detach(); loss_n += 1
         t_train += time.perf_counter() - t0; n_steps_here += 1
         sps = n_steps_here * cfg.batch_size / t_train
-        rec = dict(step=step, loss=li)
-        if step % cfg.eval_every == 0 or step == cfg.max_steps:
+        do_eval = step % cfg.eval_every == 0 or step == cfg.max_steps
+        do_ckpt = step % cfg.ckpt_every == 0 or step == cfg.max_steps
+        rec = dict(step=step)
+        if do_eval or do_ckpt or on_step is not None: rec['loss'] = flush_loss(step)  # the mean since the last read
+        if do_eval:
             rec = evaluate_and_log(step, sps)
-            bar.set_postfix(loss=f"{li:.3f}", val=f"{rec['val_loss']:.3f}", best=f"{st['best_val_loss']:.3f}")
+            bar.set_postfix(val=f"{rec['val_loss']:.3f}", best=f"{st['best_val_loss']:.3f}")
         bar.update(1)
-        if step % cfg.ckpt_every == 0 or step == cfg.max_steps or st['stopped_early']: checkpoint(step)
+        if do_ckpt or st['stopped_early']: flush_loss(step); checkpoint(step)
         if on_step is not None: on_step(step, rec)
     bar.close()
     if math.isinf(st['best_val_loss']):  # a resumed, already finished run: nothing new to evaluate

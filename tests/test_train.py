@@ -42,6 +42,25 @@ def test_same_seed_same_result(data, tmp_path):
     assert (tmp_path/'a'/'train_log.jsonl').read_text().count('\n') == 2
 
 
+def test_streamed_batches_and_workers_change_nothing(data, tmp_path):
+    "Images decoded per batch (data too large for memory) in DataLoader worker processes: exactly the in-memory run."
+    m1, r1 = _run(data, tmp_path/'a', _cfg(max_steps=10))
+    m2, r2 = _run(data, tmp_path/'b', _cfg(max_steps=10, preload_max_gb=0, num_workers=2))
+    _same_weights(m1, m2, eps=0)
+    assert r1.best_val_loss == r2.best_val_loss
+    # killed with one loader, resumed with another: they change speed and memory, not results, so the run continues
+    with pytest.raises(Interrupt): _run(data, tmp_path/'c', _cfg(max_steps=10, preload_max_gb=0, num_workers=1), hook=kill_at(7))
+    m3, r3 = _run(data, tmp_path/'c', _cfg(max_steps=10))
+    assert r3.resumed_from == 5
+    _same_weights(m1, m3)
+
+
+def test_non_finite_loss_names_the_steps(data, tmp_path):
+    "A diverging run stops with an error naming the steps since the loss was last read (no host sync per step)."
+    with pytest.raises(FloatingPointError, match=r'steps 1-5; lower the learning rate'):
+        _run(data, tmp_path/'nan', _cfg(max_steps=10, lr=float('inf'), warmup_steps=1))
+
+
 def test_resume_after_kill_matches_uninterrupted(data, tmp_path):
     m1, r1 = _run(data, tmp_path/'full', _cfg())
     with pytest.raises(Interrupt):
