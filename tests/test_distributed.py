@@ -1,7 +1,7 @@
 """Data-parallel contrastive training on CPU: 2 processes (gloo, accelerate's `debug_launcher`) against 1 process with
 the same global batch. InfoNCE must see the global batch (open_clip's `ClipLoss` all-gathers the embeddings with
 gradients) and the result must not depend on how the batch is split."""
-import os
+import json, os
 from pathlib import Path
 import pytest, torch
 from babyvlm.core import seed_everything
@@ -88,3 +88,36 @@ if __name__ == '__main__':   # the worker of `_compare_in_fresh_process`: python
     import json, sys
     one, two, diff, moved = _one_vs_two(Path(sys.argv[1]), {} if sys.argv[2] == 'aug' else NO_AUG)
     print(json.dumps(dict(diff=diff, moved=moved, val_one=one['final_val_loss'], val_two=two['final_val_loss'])))
+
+
+def _free_port():
+    import socket
+    with socket.socket() as s: s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
+
+
+def test_cli_train_two_processes(tmp_path):
+    "`babyvlm train` in 2 CPU processes (gloo, started as `accelerate launch --multi_gpu` starts them) trains what 1 process trains."
+    import subprocess, sys
+    from safetensors.torch import load_file
+    bin_ = Path(sys.executable).parent
+    tiny = ['world.n_home_train=96', 'world.n_home_val=32', 'world.n_web=16', 'world.n_web_val=8', 'world.labeled_s_per_category=1',
+            'world.n_vtwt=4', 'world.n_winoground=2', 'world.n_captions=2', 'world.real_photo_trials_per_image=1',
+            'model.image_size=32', 'train.max_steps=4', 'train.batch_size=16', 'train.eval_every=4', 'train.ckpt_every=4',
+            'train.val_batch_size=16', 'train.warmup_steps=1', 'train.progress=false', 'train.tensorboard=false']
+    args = ['train', '--profile', 'quick', '--condition', 'home', '--out']
+    sets = sum([['--set', s] for s in tiny], [])
+    env = {**os.environ, 'OMP_NUM_THREADS': '1', 'BABYVLM_THREADS': '1'}
+    one = subprocess.run([str(bin_/'babyvlm'), *args, str(tmp_path/'one'), *sets], capture_output=True, text=True, env=env)
+    assert one.returncode == 0, one.stderr[-3000:]
+    # on GPUs: `accelerate launch --multi_gpu --num_processes N -m babyvlm.cli train ...`, which starts the processes with
+    # torch.distributed.run; accelerate's --cpu launches one process (several need MPI), so on CPU torch.distributed.run directly
+    two = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2', '--master_addr', '127.0.0.1',
+                          '--master_port', str(_free_port()), '-m', 'babyvlm.cli', *args, str(tmp_path/'two'), *sets],
+                         capture_output=True, text=True, env=env)
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert 'on 2 process(es)' in two.stdout and 'on 1 process(es)' in one.stdout, (one.stdout, two.stdout)
+    assert json.loads((tmp_path/'two'/'provenance.json').read_text())['processes'] == 2
+    w1, w2 = load_file(tmp_path/'one'/'model.safetensors'), load_file(tmp_path/'two'/'model.safetensors')
+    assert w1.keys() == w2.keys()
+    diff = max((w1[k] - w2[k]).abs().max().item() for k in w1)
+    assert diff < 5e-4, diff
