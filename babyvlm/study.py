@@ -44,6 +44,7 @@ class StudyParams:
     description: str = ''  # what the profile or condition is for
     conditions: list[str] = field(default_factory=lambda: ['home'])  # the conditions the study runs
     seeds: list[int] = field(default_factory=lambda: [0])  # the seeds each condition runs with
+    jobs: int = 1  # runs executed at once; the CPU threads ($BABYVLM_THREADS, default 2) are shared among them
     condition: str = ''  # the condition of this run ('' for the study as a whole)
     seed: int = 0  # the seed of this run
     family: str = 'contrastive'  # this run's family: 'contrastive' (CVCL), 'generative' (BabyLLaVA), 'hybrid' (CoCa), 'reference'
@@ -245,7 +246,7 @@ def _clear_if_params_changed(p:StudyParams, out:Path) -> bool:
     "Delete an earlier run's training state in `out` if it was made with other parameters; True if it did."
     old = out/'params.yaml'
     if not old.exists(): return False
-    try: same = load_params_file(old) == p
+    try: same = dataclasses.replace(load_params_file(old), jobs=p.jobs) == p   # how many runs share the CPU is not a setting of the run
     except ParamsError: same = False
     if same: return False   # same parameters: keep the checkpoints, so a killed run resumes
     for f in TRAINING_FILES:
@@ -301,14 +302,59 @@ def run_study(profile:str='default', # profile name or YAML path
     from babyvlm.assets import fetch_assets
     from babyvlm.world import build_world
     echo(f"[study] assets"); fetch_assets()
+    t_study = time.time()
+    worlds = {}
     for w in {stable_hash(p.world): p.world for p, _, _ in runs_p}.values():
-        t0 = time.time(); world = build_world(w); echo(f"[study] world {world.root.name} ready ({time.time()-t0:.0f} s)")
-    statuses = []
-    for p, c, s in runs_p:
+        t0 = time.time(); worlds[stable_hash(w)] = world = build_world(w)
+        echo(f"[study] world {world.root.name} ready ({time.time()-t0:.0f} s)")
+    # the transfer pipeline's datasets are made once, here (each step is cached), so that runs only read them back
+    tkey = lambda p: stable_hash([p.world, p.transfer]) if set(p.data.sources) & set(TRANSFER_SOURCES) else None
+    need = {tkey(p): p for p, _, _ in runs_p if tkey(p)}
+    def transfer(p):
+        from babyvlm.transfer import build_transferred
+        t0 = time.time(); _, trep = build_transferred(worlds[stable_hash(p.world)], p.transfer, progress=False)
+        echo(f"[study] transfer pipeline ready ({time.time()-t0:.0f} s): {trep.get('counts', '')}")
+    def one(job, ready=None):
+        p, c, s = job
+        if ready is not None:   # the transfer pipeline this run trains on
+            try: ready.result()
+            except Exception as e:
+                out = run_dir(study_dir, c, s); out.mkdir(parents=True, exist_ok=True)
+                for f in RESULT_FILES: (out/f).unlink(missing_ok=True)
+                st = {'condition': p.condition, 'seed': s, 'run_dir': str(out), 'status': 'failed', 'seconds': 0.0,
+                      'error': f"the transfer pipeline failed, so this run did not start: {type(e).__name__}: {e}"}
+                (out/'status.json').write_text(json.dumps(st, indent=1)); echo(f"[study] run {c} seed {s}: failed\n{st['error']}")
+                return st
         echo(f"[study] run {c} seed {s} ...")
         st = run_one(p, run_dir(study_dir, c, s))
         echo(f"[study] run {c} seed {s}: {st['status']} in {st['seconds']:.0f} s" + (f"\n{st['error']}" if st['status'] != 'ok' else ''))
-        statuses.append(st)
+        return st
+    jobs = max(1, min(base.jobs, len(runs_p)))
+    threads = int(os.environ.get('BABYVLM_THREADS', 2))
+    if jobs == 1:
+        for p in need.values(): transfer(p)   # (an error here stops the study: every transfer run would fail)
+        statuses = [one(j) for j in runs_p]
+    else:  # papermill kernels in threads, each with its share of the CPU threads (set before any starts); the transfer
+        # pipeline runs in this process while the runs that do not need it go ahead
+        import concurrent.futures as cf, torch
+        env = {'BABYVLM_THREADS': str(max(1, threads // jobs)), 'BABYVLM_CACHE': str(cache_dir().resolve()),
+               'BABYVLM_PARAMS': str(params_dir().resolve())}
+        saved = {k: os.environ.get(k) for k in env}; os.environ.update(env)
+        saved_threads = torch.get_num_threads(); torch.set_num_threads(int(env['BABYVLM_THREADS']))
+        echo(f"[study] {len(runs_p)} runs, {jobs} at a time, {env['BABYVLM_THREADS']} thread(s) each")
+        try:
+            with cf.ThreadPoolExecutor(jobs) as pool:
+                ready = {k: pool.submit(transfer, p) for k, p in need.items()}
+                # runs that need no transfer data first, so no worker waits while there is other work
+                order = sorted(range(len(runs_p)), key=lambda i: tkey(runs_p[i][0]) is not None)
+                futs = {i: pool.submit(one, runs_p[i], ready.get(tkey(runs_p[i][0]))) for i in order}
+                statuses = [futs[i].result() for i in range(len(runs_p))]   # in run order
+        finally:
+            torch.set_num_threads(saved_threads)
+            for k, v in saved.items():
+                if v is None: os.environ.pop(k, None)
+                else: os.environ[k] = v
+    echo(f"[study] {len(statuses)} runs done in {time.time() - t_study:.0f} s (world and transfer pipeline included)")
     study = {'profile': base.profile, 'conditions': conditions, 'seeds': seeds, 'overrides': list(overrides),
              'runs': statuses, 'provenance': provenance()}
     (study_dir/'study.json').write_text(json.dumps(study, indent=1))

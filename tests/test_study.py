@@ -27,7 +27,9 @@ def study(tmp_path_factory, params_root):
     import os
     os.environ['BABYVLM_PARAMS'] = str(params_root)
     out = tmp_path_factory.mktemp('outputs')
-    res = run_study('quick', conditions=['home', 'reference', 'broken'], seeds=[0], overrides=TINY, out_root=out, echo=lambda *a: None)
+    # one run at a time, with the threads the determinism test's rerun gets (float rounding depends on the thread count)
+    res = run_study('quick', conditions=['home', 'reference', 'broken'], seeds=[0], overrides=TINY + ['jobs=1'], out_root=out,
+                    echo=lambda *a: None)
     yield res
     del os.environ['BABYVLM_PARAMS']
 
@@ -137,12 +139,18 @@ def test_transfer_conditions_load():
 
 
 def test_transfer_condition_runs_end_to_end(tmp_path, params_root, monkeypatch):
-    "A condition made by the transfer pipeline trains, keeps the pipeline's report, and reaches the ablation table."
+    """A condition made by the transfer pipeline trains, keeps the pipeline's report, and reaches the ablation table.
+    Two runs at a time: the pipeline is built in the study process while the run that does not need it goes ahead."""
     monkeypatch.setenv('BABYVLM_PARAMS', str(params_root))   # restored afterwards, whatever was set before
-    res = run_study('quick', conditions=['home_transferred'], seeds=[0],
-                    overrides=TINY + ['families=[contrastive]', 'transfer.reference_steps=50'], out_root=tmp_path,
-                    echo=lambda *a: None)
+    log = []
+    res = run_study('quick', conditions=['home_transferred', 'home'], seeds=[0],
+                    overrides=TINY + ['families=[contrastive]', 'transfer.reference_steps=50', 'jobs=2'], out_root=tmp_path,
+                    echo=log.append)
     assert res['ok'], res['runs']
+    assert [r['condition'] for r in res['runs']] == ['home_transferred', 'home']   # statuses in run order
+    assert any('2 at a time, 1 thread(s) each' in m for m in log), log
+    ready = next(i for i, m in enumerate(log) if m.startswith('[study] transfer pipeline ready'))
+    assert ready < log.index('[study] run home_transferred seed 0 ...'), log
     d = run_dir(res['study_dir'], 'home_transferred', 0)
     rep = json.loads((d/'transfer_report.json').read_text())
     c = rep['counts']
