@@ -580,6 +580,8 @@ class FakeChatServer:
         srv = self
         class H(BaseHTTPRequestHandler):
             protocol_version = 'HTTP/1.1'
+            disable_nagle_algorithm = True   # TCP_NODELAY, as real servers: else headers and body, written apart, meet the
+                                             # client's delayed ACK and every reply waits up to 40 ms
             disable_nagle_algorithm = True   # headers and body go out at once (else ~40 ms of delayed ACK per reply)
             def log_message(self, *a): pass
             def _send(self, code, body:bytes, ctype='application/json'):
