@@ -117,7 +117,6 @@ def _evaluate(args) -> int:
 def _train(args) -> int:
     "The `train` command: one run's contrastive model, in this process or in each process of `accelerate launch`."
     import json
-    from dataclasses import asdict
     from accelerate import PartialState
     from babyvlm.core import set_offline, seed_everything, provenance, stable_hash
     from babyvlm.study import load_params, run_training_data, save_params, params_dict

@@ -4,7 +4,7 @@
 
 # %% ../nbs/20_study.ipynb #20515b30
 from __future__ import annotations
-import dataclasses, json, os, shutil, time
+import contextlib, dataclasses, json, os, shutil, time
 from dataclasses import dataclass, field
 from pathlib import Path
 import yaml
@@ -22,7 +22,7 @@ from .models.generative import GenerativeConfig, GenerativeTrainConfig, SSLConfi
 __all__ = ['TRANSFER_SOURCES', 'DATA_SOURCES', 'FAMILIES', 'RUNS_DIR', 'RESULT_FILES', 'TRAINING_FILES', 'DataConfig',
            'StudyParams', 'params_dir', 'parse_override', 'load_params', 'condition_families', 'run_name',
            'params_dict', 'save_params', 'load_params_file', 'run_training_data', 'kernel_name', 'execute',
-           'html_report', 'run_dir', 'run_one', 'run_study', 'collect_runs']
+           'kernel_env', 'html_report', 'run_dir', 'run_one', 'run_study', 'collect_runs']
 
 # %% ../nbs/20_study.ipynb #1c8bb053
 @dataclass
@@ -207,19 +207,26 @@ def execute(template:Path, # the papermill template
     kw = {}
     if log is not None: kw = dict(log_output=True, stdout_file=open(log, 'w'), stderr_file=open(str(log) + '.err', 'w'))
     # the kernel runs in the output folder, which may lie outside the project: hand it this project's cache and params
-    env = {'BABYVLM_CACHE': str(cache_dir().resolve()), 'BABYVLM_PARAMS': str(params_dir().resolve())}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
     try:
-        pm.execute_notebook(str(template), str(out_nb), parameters=parameters, kernel_name=kernel_name(),
-                            cwd=str(out_nb.parent), progress_bar=False, **kw)
+        with kernel_env():
+            pm.execute_notebook(str(template), str(out_nb), parameters=parameters, kernel_name=kernel_name(),
+                                cwd=str(out_nb.parent), progress_bar=False, **kw)
     finally:
         for f in kw.values():
             if hasattr(f, 'close'): f.close()
+    return out_nb
+
+@contextlib.contextmanager
+def kernel_env(**extra):
+    "Set the environment that kernels started inside inherit (this project's cache and params, plus `extra`); restore it after."
+    env = {'BABYVLM_CACHE': str(cache_dir().resolve()), 'BABYVLM_PARAMS': str(params_dir().resolve()), **extra}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try: yield env
+    finally:
         for k, v in saved.items():
             if v is None: os.environ.pop(k, None)
             else: os.environ[k] = v
-    return out_nb
 
 # %% ../nbs/20_study.ipynb #e282e531
 def html_report(nb_path:Path, html_path:Path) -> Path:
@@ -337,23 +344,18 @@ def run_study(profile:str='default', # profile name or YAML path
     else:  # papermill kernels in threads, each with its share of the CPU threads (set before any starts); the transfer
         # pipeline runs in this process while the runs that do not need it go ahead
         import concurrent.futures as cf, torch
-        env = {'BABYVLM_THREADS': str(max(1, threads // jobs)), 'BABYVLM_CACHE': str(cache_dir().resolve()),
-               'BABYVLM_PARAMS': str(params_dir().resolve())}
-        saved = {k: os.environ.get(k) for k in env}; os.environ.update(env)
-        saved_threads = torch.get_num_threads(); torch.set_num_threads(int(env['BABYVLM_THREADS']))
-        echo(f"[study] {len(runs_p)} runs, {jobs} at a time, {env['BABYVLM_THREADS']} thread(s) each")
+        per_run = max(1, threads // jobs)
+        saved_threads = torch.get_num_threads(); torch.set_num_threads(per_run)
+        echo(f"[study] {len(runs_p)} runs, {jobs} at a time, {per_run} thread(s) each")
         try:
-            with cf.ThreadPoolExecutor(jobs) as pool:
+            # the same values for every kernel, set before any starts: execute()'s own set-and-restore then changes nothing
+            with kernel_env(BABYVLM_THREADS=str(per_run)), cf.ThreadPoolExecutor(jobs) as pool:
                 ready = {k: pool.submit(transfer, p) for k, p in need.items()}
                 # runs that need no transfer data first, so no worker waits while there is other work
                 order = sorted(range(len(runs_p)), key=lambda i: tkey(runs_p[i][0]) is not None)
                 futs = {i: pool.submit(one, runs_p[i], ready.get(tkey(runs_p[i][0]))) for i in order}
                 statuses = [futs[i].result() for i in range(len(runs_p))]   # in run order
-        finally:
-            torch.set_num_threads(saved_threads)
-            for k, v in saved.items():
-                if v is None: os.environ.pop(k, None)
-                else: os.environ[k] = v
+        finally: torch.set_num_threads(saved_threads)
     echo(f"[study] {len(statuses)} runs done in {time.time() - t_study:.0f} s (world and transfer pipeline included)")
     study = {'profile': base.profile, 'conditions': conditions, 'seeds': seeds, 'overrides': list(overrides),
              'runs': statuses, 'provenance': provenance()}

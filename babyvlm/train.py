@@ -96,10 +96,7 @@ def pair_tensors(ds, # a `datasets.Dataset` with `image` and `text` columns
                  progress:bool=False, # show a progress bar
                 ) -> PairTensors:
     "Decode every image of `ds` once into a uint8 tensor and tokenise every utterance."
-    missing = {'image', 'text'} - set(ds.column_names)
-    if missing: raise ValueError(f"pair dataset lacks column(s) {sorted(missing)}; it has {ds.column_names}")
-    n = len(ds)
-    if n == 0: raise ValueError("pair dataset is empty")
+    _check_pairs(ds); n = len(ds)
     imgs = torch.empty((n, 3, size, size), dtype=torch.uint8)
     texts, i = [], 0
     it = _undecoded(ds, ['image', 'text']).iter(batch_size=batch_size)
@@ -109,6 +106,12 @@ def pair_tensors(ds, # a `datasets.Dataset` with `image` and `text` columns
         texts += b['text']
     ids, _ = vocab.encode(texts, pad_to=vocab.context_length)
     return PairTensors(imgs, ids)
+
+def _check_pairs(ds):
+    "A pair dataset must have `image` and `text` columns and at least one row."
+    missing = {'image', 'text'} - set(ds.column_names)
+    if missing: raise ValueError(f"pair dataset lacks column(s) {sorted(missing)}; it has {ds.column_names}")
+    if len(ds) == 0: raise ValueError("pair dataset is empty")
 
 def _undecoded(ds, cols):
     "`ds` reduced to `cols` (+ `asset_id`, to name bad rows), images as stored (bytes or path), not decoded."
@@ -133,9 +136,7 @@ class LazyPairs:
                  vocab:Vocab, # tokenizer
                  size:int, # decoded image side
                 ):
-        missing = {'image', 'text'} - set(ds.column_names)
-        if missing: raise ValueError(f"pair dataset lacks column(s) {sorted(missing)}; it has {ds.column_names}")
-        if len(ds) == 0: raise ValueError("pair dataset is empty")
+        _check_pairs(ds)
         self.raw, self.size = _undecoded(ds, ['image']), size
         self.ids, _ = vocab.encode(ds['text'], pad_to=vocab.context_length)
     def __len__(self): return len(self.ids)
@@ -244,7 +245,7 @@ def sample_seeds(seed:int, # run seed
     return [int(np.random.SeedSequence([seed, step, int(k)]).generate_state(1)[0]) for k in positions]
 
 class StepBatches(torch.utils.data.Dataset):
-    "Item `s`: this process's share of optimizer step `s`'s global batch, augmented, as (uint8 images, token ids)."
+    "Item `s`: this process's share of optimizer step `s`'s global batch, augmented: (images, token ids), images uint8 or normalised."
     def __init__(self, source, # `PairTensors` (decoded in memory) or `LazyPairs` (decoded per batch)
                  cfg:TrainConfig, # batch size, seed, steps
                  aug, # from `make_augment`
@@ -489,7 +490,7 @@ def train_contrastive(model:CVCL, # a model from `create_contrastive` (trained i
             rec = evaluate_and_log(step, sps)
             bar.set_postfix(val=f"{rec['val_loss']:.3f}", best=f"{st['best_val_loss']:.3f}")
         bar.update(1)
-        if do_ckpt or st['stopped_early']: flush_loss(step); checkpoint(step)
+        if do_ckpt or st['stopped_early']: checkpoint(step)   # (the loss was read back above: evaluation or checkpoint)
         if on_step is not None: on_step(step, rec)
     bar.close()
     if math.isinf(st['best_val_loss']):  # a resumed, already finished run: nothing new to evaluate

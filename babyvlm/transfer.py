@@ -4,7 +4,7 @@
 
 # %% ../nbs/30_transfer.ipynb #6b7d74c4
 from __future__ import annotations
-import collections, concurrent.futures as cf, hashlib, json, math, os, random, re, shutil, threading, time
+import collections, concurrent.futures as cf, functools, hashlib, json, math, os, random, re, shutil, threading, time
 from dataclasses import dataclass, field, asdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -18,8 +18,8 @@ from .text import tokenize
 __all__ = ['LEXICON', 'PROMPTS_FILE', 'dataset_fingerprint', 'step_dir', 'cached_step', 'scorer_key', 'ReferenceScorer',
            'filter_pairs', 'child_vocab', 'RulesBackend', 'load_prompts', 'MalformedReply', 'clean_reply',
            'parse_verdict', 'JsonlCache', 'LLMBackend', 'OpenAIBackend', 'HFBackend', 'make_backend', 'fake_reply',
-           'FakeChatServer', 'tiny_causal_lm', 'rewrite_captions', 'relevance_filter', 'fast_bf16', 'knn_topk',
-           'MatchResult', 'matching_gap', 'match_distribution', 'clustered_embeddings', 'EffNetEmbedder',
+           'FakeChatServer', 'tiny_causal_lm', 'rewrite_captions', 'relevance_filter', 'fast_bf16', 'knn_precision',
+           'knn_topk', 'MatchResult', 'matching_gap', 'match_distribution', 'clustered_embeddings', 'EffNetEmbedder',
            'embed_images', 'random_baseline', 'sentence_form', 'transfer_stats', 'TransferConfig', 'build_transferred']
 
 # %% ../nbs/30_transfer.ipynb #b4c6f2d0
@@ -701,11 +701,19 @@ def _unit(x, what:str) -> torch.Tensor:
     if not torch.isfinite(x).all(): raise ValueError(f"match_distribution: {what} has non-finite values in rows {torch.nonzero(~torch.isfinite(x).all(1)).flatten()[:5].tolist()}")
     return F.normalize(x, dim=-1)
 
+@functools.lru_cache(None)
 def fast_bf16() -> bool:
     "Whether this CPU multiplies bfloat16 matrices in hardware (AMX or AVX-512 BF16), where bf16 products are several times faster."
     try: flags = Path('/proc/cpuinfo').read_text()
     except OSError: return False
     return 'amx_bf16' in flags or 'avx512_bf16' in flags
+
+def knn_precision(precision:str, # 'fp32', 'bf16' or 'auto'
+                 ) -> str:
+    "The kNN products' precision to use: 'auto' is 'bf16' where `fast_bf16()`, else 'fp32'."
+    if precision == 'auto': return 'bf16' if fast_bf16() else 'fp32'
+    if precision not in ('fp32', 'bf16'): raise ValueError(f"knn_topk: precision must be 'fp32', 'bf16' or 'auto', got {precision!r}")
+    return precision
 
 def knn_topk(q:torch.Tensor, # (n, d) unit queries
              c:torch.Tensor, # (m, d) unit candidates
@@ -715,8 +723,7 @@ def knn_topk(q:torch.Tensor, # (n, d) unit queries
              precision:str='fp32', # 'fp32', 'bf16' (bfloat16 search for 2k candidates, rescored in float32) or 'auto' (bf16 where `fast_bf16()`)
             ) -> tuple[torch.Tensor, torch.Tensor]:
     "Top-k cosine neighbours by blocked matrix multiplication: (float32 similarities, indices), each (n, k), best first."
-    if precision == 'auto': precision = 'bf16' if fast_bf16() else 'fp32'
-    if precision not in ('fp32', 'bf16'): raise ValueError(f"knn_topk: precision must be 'fp32', 'bf16' or 'auto', got {precision!r}")
+    precision = knn_precision(precision)
     k = min(k, len(c)); vals, idx = [], []
     kc = min(len(c), 2*k) if precision == 'bf16' else k   # bf16 scores err by ~1e-3: keep twice as many, rescore exactly
     cs = c.bfloat16() if precision == 'bf16' else c
@@ -840,7 +847,7 @@ def match_distribution(home_emb, # (n, d) in-domain image embeddings (numpy or t
                        precision:str='fp32', # sparse: kNN products, 'fp32', 'bf16' (rescored in float32) or 'auto' (see `knn_topk`)
                       ) -> MatchResult:
     "Select `n` distinct candidates closest to the in-domain images by optimal one-to-one assignment on cosine cost."
-    t0 = time.time()
+    t0 = time.time(); precision = knn_precision(precision)
     q, c = _unit(home_emb, 'home_emb'), _unit(cand_emb, 'cand_emb')
     if q.shape[1] != c.shape[1]: raise ValueError(f"match_distribution: home_emb has dim {q.shape[1]} but cand_emb has dim {c.shape[1]}")
     n = len(q) if n is None else int(n)
@@ -851,7 +858,6 @@ def match_distribution(home_emb, # (n, d) in-domain image embeddings (numpy or t
     col, used, kk, nf, t_knn, rounds = _assign(qr, c, method, k, k_max, max_dense_cells, block_q, block_c, precision)
     sim = (qr*c[torch.from_numpy(col)]).sum(1).double().numpy()
     assert len(set(col.tolist())) == n, 'match_distribution: a candidate was selected twice'
-    if precision == 'auto': precision = 'bf16' if fast_bf16() else 'fp32'
     rep = dict(step='match', method=used, knn_precision=precision if used == 'sparse' else None, n_home=len(q), n_cand=len(c),
                n_selected=n, k=kk, n_fallback=nf, rounds=rounds,
                mean_sim=float(sim.mean()), mean_nn_sim=float((qr @ c.T).max(1).values.mean()) if len(qr)*len(c) <= 5e7 else None,

@@ -40,9 +40,9 @@ def main():
     a = ap.parse_args()
     import torch
     torch.set_num_threads(a.threads)
-    from babyvlm.transfer import clustered_embeddings, match_distribution, matching_gap, _exact, _unit, knn_topk, fast_bf16
+    from babyvlm.transfer import clustered_embeddings, match_distribution, matching_gap, _exact, _unit, knn_topk, knn_precision
     n, m = max(10, int(a.n_home*a.scale)), max(100, int(a.n_cand*a.scale))
-    prec = ('bf16' if fast_bf16() else 'fp32') if a.precision == 'auto' else a.precision
+    prec = knn_precision(a.precision)
     print(f"matching {n:,} x {m:,} x {a.dim} (scale {a.scale}), {a.threads} thread(s), k={a.k} (up to {a.k_max}), {prec} kNN products; "
           f"{a.clusters} clusters, in-domain from {a.home_clusters:.0%} of them, noise {a.noise}", flush=True)
     t0 = time.time(); H, C = clustered_embeddings(n, m, a.dim, n_clusters=a.clusters,
@@ -78,7 +78,7 @@ def main():
     print(f"  dense Hungarian at paper scale: cost matrix {a.n_home:,} x {a.n_cand:,} = {a.n_home*a.n_cand/1e9:.1f}G cells = "
           f"{a.n_home*a.n_cand*4/1e9:.0f} GB float32 ({a.n_home*a.n_cand*8/1e9:.0f} GB float64, what scipy uses); "
           f"time grows as rows^{p:.2f} here ({', '.join(f'{r_}x{int(r_*ratio)}: {t_:.2f}s' for r_, t_ in ts)}) "
-          f"-> ~{t_full/3600:.1f} h extrapolated 80x beyond the largest subproblem (rough; scipy's solver is O(n^2 m) in the "
+          f"-> ~{t_full/3600:.1f} h extrapolated {a.n_home/r2:.0f}x beyond the largest subproblem (rough; scipy's solver is O(n^2 m) in the "
           f"worst case), if it fitted in memory, which rules it out on this machine")
 
 

@@ -85,7 +85,7 @@ def fingerprint(model) -> str:
 
 def steady_rate(step_times:dict, first:int, last:int, batch:int) -> tuple:
     "(samples/s, steps timed) over steps first..last (1-based, inclusive) of {step: seconds}."
-    ks = [k for k in range(first, last + 1)]
+    ks = range(first, last + 1)
     missing = [k for k in ks if k not in step_times]
     if missing: raise RuntimeError(f"no timing for steps {missing[:5]} (have {sorted(step_times)[:3]}...)")
     return len(ks) * batch / sum(step_times[k] for k in ks), len(ks)
@@ -102,11 +102,10 @@ def parse_openclip_log(text:str, batch:int) -> tuple[dict, dict]:
 
 def write_csv_dataset(train_ds, idx:list, folder:Path) -> Path:
     "Write the images of `train_ds` as PNG files (their stored bytes) and a CSV (filepath,title) of the rows `idx`."
-    import datasets
+    from babyvlm.train import _undecoded   # the images as stored (bytes or path), as our trainer reads them
     folder.mkdir(parents=True, exist_ok=True)
-    raw = train_ds.select_columns(['image', 'text']).cast_column('image', datasets.Image(decode=False))
     paths, texts, i = [], [], 0
-    for b in raw.iter(batch_size=512):
+    for b in _undecoded(train_ds, ['image', 'text']).iter(batch_size=512):
         for im, t in zip(b['image'], b['text']):
             p = folder/f'{i:06d}.png'
             if im.get('bytes'): p.write_bytes(im['bytes'])
@@ -175,7 +174,7 @@ def main(argv=None):
     ap.add_argument('--pairs', type=int, default=4096, help='training pairs (home pairs of the embedded world)')
     ap.add_argument('--steps', type=int, default=60, help='optimizer steps, both trainers')
     ap.add_argument('--batch-size', type=int, default=64, help='batch size, both trainers')
-    ap.add_argument('--workers', type=int, default=1, help="open_clip_train's DataLoader workers (--workers)")
+    ap.add_argument('--workers', type=int, default=1, help="DataLoader worker processes, both trainers (open_clip_train's --workers, our train.num_workers)")
     ap.add_argument('--threads', type=int, default=int(os.environ.get('BABYVLM_THREADS', 2)),
                     help='torch CPU threads, both trainers (default: $BABYVLM_THREADS or 2)')
     ap.add_argument('--skip', type=int, default=5, help='warm-up steps left out of the timing, both trainers (>= 1)')
