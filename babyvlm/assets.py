@@ -4,15 +4,15 @@
 
 # %% ../nbs/01_assets.ipynb #0075ee01
 from __future__ import annotations
-import collections, hashlib, json, os, re, shutil, struct, subprocess, tarfile, tempfile, unicodedata, zipfile, zlib
+import collections, hashlib, io, json, os, re, shutil, struct, subprocess, tarfile, tempfile, unicodedata, warnings, zipfile, zlib
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from .core import cache_dir
 
 # %% auto #0
 __all__ = ['PACKS', 'LABELED_S_CATEGORIES', 'SCENE_CATEGORIES', 'HOME_KEYWORDS', 'WEB_KEYWORDS', 'N_PROCEDURAL', 'WORLD_PACKS',
-           'Pack', 'AssetError', 'sha256_file', 'verify', 'rcc_files', 'assets_dir', 'fetch_pack', 'fetch_assets',
-           'asset_index']
+           'WORDNET_FILES', 'Pack', 'AssetError', 'sha256_file', 'verify', 'rcc_files', 'assets_dir', 'fetch_pack',
+           'fetch_assets', 'asset_index', 'wordnet_dir', 'load_wordnet']
 
 # %% ../nbs/01_assets.ipynb #0006be18
 @dataclass(frozen=True)
@@ -557,3 +557,54 @@ def asset_index(cache:Path|None=None, # cache root (assets fetched by `fetch_ass
                             bg='alpha', texture=kind if kind in _PROC_TEXTURES else '', caption=''))
     asset_index.skipped = dict(skipped)
     return out
+
+# %% ../nbs/01_assets.ipynb #a897a4e3
+WORDNET_FILES = ('data.noun', 'data.verb', 'data.adj', 'data.adv', 'index.noun', 'index.verb', 'index.adj', 'index.adv',
+                 'noun.exc', 'verb.exc', 'adj.exc', 'adv.exc')
+_LEXNAMES = ''.join(f"{i:02d}\t{n}\t{p}\n" for i, (n, p) in enumerate([
+    ('adj.all', 3), ('adj.pert', 3), ('adv.all', 4), ('noun.Tops', 1), ('noun.act', 1), ('noun.animal', 1),
+    ('noun.artifact', 1), ('noun.attribute', 1), ('noun.body', 1), ('noun.cognition', 1), ('noun.communication', 1),
+    ('noun.event', 1), ('noun.feeling', 1), ('noun.food', 1), ('noun.group', 1), ('noun.location', 1), ('noun.motive', 1),
+    ('noun.object', 1), ('noun.person', 1), ('noun.phenomenon', 1), ('noun.plant', 1), ('noun.possession', 1),
+    ('noun.process', 1), ('noun.quantity', 1), ('noun.relation', 1), ('noun.shape', 1), ('noun.state', 1),
+    ('noun.substance', 1), ('noun.time', 1), ('verb.body', 2), ('verb.change', 2), ('verb.cognition', 2),
+    ('verb.communication', 2), ('verb.competition', 2), ('verb.consumption', 2), ('verb.contact', 2), ('verb.creation', 2),
+    ('verb.emotion', 2), ('verb.motion', 2), ('verb.perception', 2), ('verb.possession', 2), ('verb.social', 2),
+    ('verb.stative', 2), ('verb.weather', 2), ('adj.ppl', 3)]))
+
+def wordnet_dir(cache:Path|None=None, # cache root (default `cache_dir()`)
+                fetch:bool=False, # fetch the 'wordnet-base' asset pack if it is missing (needs it in `babyvlm.assets.PACKS`)
+               ) -> Path:
+    "The WordNet 3.0 database of the 'wordnet-base' asset pack: `<cache>/assets/wordnet-base/usr/share/wordnet`."
+    root = Path(cache or cache_dir())/'assets'/'wordnet-base'; d = root/'usr'/'share'/'wordnet'
+    missing = lambda: [f for f in WORDNET_FILES if not (d/f).is_file()]
+    known = 'wordnet-base' in PACKS
+    if missing() and fetch and known: fetch_pack(PACKS['wordnet-base'], cache, progress=False)
+    if missing():
+        how = ("fetch it with `babyvlm.assets.fetch_pack(babyvlm.assets.PACKS['wordnet-base'])` (or `fetch_assets()`)" if known else
+               "the pack is not in `babyvlm.assets.PACKS` yet: add it (Debian wordnet-base 1:3.0-37, sha256 "
+               "61060d960f9ada8fa120872312eccd3ecebfbab8c4579e4f5a74e1cf67620752) and fetch it")
+        raise FileNotFoundError(f"WordNet 3.0 is not in the asset cache: {d} lacks {missing()[:4]}. METEOR needs it "
+                                f"offline, from the asset pack 'wordnet-base'; {how}.")
+    return d
+
+_WORDNETS = {}
+
+def load_wordnet(cache:Path|None=None, # cache root (default `cache_dir()`)
+                 fetch:bool=False, # fetch the pack if missing (see `wordnet_dir`)
+                ):
+    "nltk's `WordNetCorpusReader` over the 'wordnet-base' pack (no nltk download; opened once per folder)."
+    d = wordnet_dir(cache, fetch)
+    if d not in _WORDNETS:
+        import nltk.data
+        from nltk.corpus.reader.wordnet import WordNetCorpusReader
+        if str(d) not in nltk.data.path: nltk.data.path.append(str(d))   # nltk reads corpora only under its data paths
+        class _Reader(WordNetCorpusReader):
+            def open(self, file):
+                return io.StringIO(_LEXNAMES) if file == 'lexnames' else super().open(file)
+            def map_wn(self, version='wordnet'):   # the map from WordNet 3.0 (for multilingual data): identity here
+                return None if self.get_version() == '3.0' else super().map_wn(version)
+        with warnings.catch_warnings():   # "multilingual functions are not available": METEOR is English only
+            warnings.simplefilter('ignore')
+            _WORDNETS[d] = _Reader(str(d), None)
+    return _WORDNETS[d]

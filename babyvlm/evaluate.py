@@ -12,14 +12,15 @@ import numpy as np, torch
 from PIL import Image
 from .text import Vocab
 from .core import cache_dir
+from .assets import load_wordnet
 from .benchmarks import LazyImages, image_sources, load_image
 
 # %% auto #0
-__all__ = ['WINOGROUND_CHANCE', 'WORDNET_FILES', 'BENCHMARKS', 'GENERATIVE_BENCHMARKS', 'Scorer', 'ContrastiveScorer',
-           'bootstrap_ci', 'EvalConfig', 'evaluate_labeled_s', 'evaluate_vtwt', 'winoground_outcomes',
-           'evaluate_winoground', 'wordnet_dir', 'load_wordnet', 'meteor_tokens', 'tokens_may_differ', 'meteor',
-           'evaluate_captioning', 'write_results', 'evaluate_real_photos', 'evaluate_items', 'evaluate',
-           'TextPriorScorer', 'retrieval_captioner', 'frequent_captioner']
+__all__ = ['WINOGROUND_CHANCE', 'BENCHMARKS', 'GENERATIVE_BENCHMARKS', 'Scorer', 'ContrastiveScorer', 'bootstrap_ci',
+           'EvalConfig', 'evaluate_labeled_s', 'evaluate_vtwt', 'winoground_outcomes', 'evaluate_winoground',
+           'meteor_tokens', 'tokens_may_differ', 'meteor', 'evaluate_captioning', 'write_results',
+           'evaluate_real_photos', 'evaluate_items', 'evaluate', 'TextPriorScorer', 'retrieval_captioner',
+           'frequent_captioner']
 
 # %% ../nbs/13_evaluate.ipynb #7f369859
 class Scorer(Protocol):
@@ -218,58 +219,6 @@ def evaluate_winoground(scorer:Scorer, # scores (image, text) pairs, higher = be
              chance=WINOGROUND_CHANCE['group'], n_items=len(preds), n_nonfinite=int((~np.isfinite(S)).any((1, 2)).sum()),
              **blocks, n_boot=cfg.n_boot, ci=cfg.ci)
     return m, preds
-
-# %% ../nbs/13_evaluate.ipynb #a897a4e3
-WORDNET_FILES = ('data.noun', 'data.verb', 'data.adj', 'data.adv', 'index.noun', 'index.verb', 'index.adj', 'index.adv',
-                 'noun.exc', 'verb.exc', 'adj.exc', 'adv.exc')
-_LEXNAMES = ''.join(f"{i:02d}\t{n}\t{p}\n" for i, (n, p) in enumerate([
-    ('adj.all', 3), ('adj.pert', 3), ('adv.all', 4), ('noun.Tops', 1), ('noun.act', 1), ('noun.animal', 1),
-    ('noun.artifact', 1), ('noun.attribute', 1), ('noun.body', 1), ('noun.cognition', 1), ('noun.communication', 1),
-    ('noun.event', 1), ('noun.feeling', 1), ('noun.food', 1), ('noun.group', 1), ('noun.location', 1), ('noun.motive', 1),
-    ('noun.object', 1), ('noun.person', 1), ('noun.phenomenon', 1), ('noun.plant', 1), ('noun.possession', 1),
-    ('noun.process', 1), ('noun.quantity', 1), ('noun.relation', 1), ('noun.shape', 1), ('noun.state', 1),
-    ('noun.substance', 1), ('noun.time', 1), ('verb.body', 2), ('verb.change', 2), ('verb.cognition', 2),
-    ('verb.communication', 2), ('verb.competition', 2), ('verb.consumption', 2), ('verb.contact', 2), ('verb.creation', 2),
-    ('verb.emotion', 2), ('verb.motion', 2), ('verb.perception', 2), ('verb.possession', 2), ('verb.social', 2),
-    ('verb.stative', 2), ('verb.weather', 2), ('adj.ppl', 3)]))
-
-def wordnet_dir(cache:Path|None=None, # cache root (default `cache_dir()`)
-                fetch:bool=False, # fetch the 'wordnet-base' asset pack if it is missing (needs it in `babyvlm.assets.PACKS`)
-               ) -> Path:
-    "The WordNet 3.0 database of the 'wordnet-base' asset pack: `<cache>/assets/wordnet-base/usr/share/wordnet`."
-    root = Path(cache or cache_dir())/'assets'/'wordnet-base'; d = root/'usr'/'share'/'wordnet'
-    missing = lambda: [f for f in WORDNET_FILES if not (d/f).is_file()]
-    from babyvlm import assets
-    known = 'wordnet-base' in assets.PACKS
-    if missing() and fetch and known: assets.fetch_pack(assets.PACKS['wordnet-base'], cache, progress=False)
-    if missing():
-        how = ("fetch it with `babyvlm.assets.fetch_pack(babyvlm.assets.PACKS['wordnet-base'])` (or `fetch_assets()`)" if known else
-               "the pack is not in `babyvlm.assets.PACKS` yet: add it (Debian wordnet-base 1:3.0-37, sha256 "
-               "61060d960f9ada8fa120872312eccd3ecebfbab8c4579e4f5a74e1cf67620752) and fetch it")
-        raise FileNotFoundError(f"WordNet 3.0 is not in the asset cache: {d} lacks {missing()[:4]}. METEOR needs it "
-                                f"offline, from the asset pack 'wordnet-base'; {how}.")
-    return d
-
-_WORDNETS = {}
-
-def load_wordnet(cache:Path|None=None, # cache root (default `cache_dir()`)
-                 fetch:bool=False, # fetch the pack if missing (see `wordnet_dir`)
-                ):
-    "nltk's `WordNetCorpusReader` over the 'wordnet-base' pack (no nltk download; opened once per folder)."
-    d = wordnet_dir(cache, fetch)
-    if d not in _WORDNETS:
-        import nltk.data
-        from nltk.corpus.reader.wordnet import WordNetCorpusReader
-        if str(d) not in nltk.data.path: nltk.data.path.append(str(d))   # nltk reads corpora only under its data paths
-        class _Reader(WordNetCorpusReader):
-            def open(self, file):
-                return io.StringIO(_LEXNAMES) if file == 'lexnames' else super().open(file)
-            def map_wn(self, version='wordnet'):   # the map from WordNet 3.0 (for multilingual data): identity here
-                return None if self.get_version() == '3.0' else super().map_wn(version)
-        with warnings.catch_warnings():   # "multilingual functions are not available": METEOR is English only
-            warnings.simplefilter('ignore')
-            _WORDNETS[d] = _Reader(str(d), None)
-    return _WORDNETS[d]
 
 # %% ../nbs/13_evaluate.ipynb #1ef97758
 _TREEBANK = None

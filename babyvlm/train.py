@@ -18,59 +18,9 @@ from .text import Vocab
 from .models.contrastive import CVCL, save_contrastive, count_params
 
 # %% auto #0
-__all__ = ['TOY_SHAPES', 'TOY_COLOURS', 'TOY_TEMPLATES', 'toy_image', 'toy_pairs', 'PairTensors', 'pair_tensors', 'LazyPairs',
-           'TrainConfig', 'lr_at', 'batch_indices', 'make_augment', 'normalize', 'augment_batch', 'sample_seeds',
-           'StepBatches', 'step_loader', 'eval_batch', 'validate', 'TrainResult', 'train_contrastive', 'Interrupt',
-           'kill_at']
-
-# %% ../nbs/12_train.ipynb #5c73d67b
-TOY_SHAPES = ('ball', 'door', 'window', 'table')
-TOY_COLOURS = {'red': (220, 40, 40), 'green': (40, 180, 60), 'blue': (40, 80, 220), 'yellow': (230, 210, 40)}
-TOY_TEMPLATES = ("look at the {c} {s}", "a {c} {s}", "there's the {s}", "can you see the {c} {s} ?", "the {s} is {c}")
-
-def toy_image(shape:str, # one of `TOY_SHAPES`
-              colour:str, # one of `TOY_COLOURS`
-              rng:np.random.Generator, # jitter source
-              size:int=32, # image side in pixels
-             ) -> Image.Image:
-    "A jittered drawing of a coloured shape on a noisy background."
-    bg = rng.integers(90, 170, size=(size, size, 3), dtype=np.uint8)
-    im = Image.fromarray(bg); d = ImageDraw.Draw(im)
-    col = tuple(int(np.clip(c + rng.integers(-25, 26), 0, 255)) for c in TOY_COLOURS[colour])
-    s = size * rng.uniform(0.45, 0.8); x0, y0 = rng.uniform(0, size - s, 2)
-    box = [x0, y0, x0 + s, y0 + s]
-    if shape == 'ball': d.ellipse(box, fill=col)
-    elif shape == 'door': d.rectangle([x0 + s*0.25, y0, x0 + s*0.75, y0 + s], fill=col)
-    elif shape == 'window':
-        d.rectangle(box, fill=col); w = max(1, int(s/8))
-        d.line([x0 + s/2, y0, x0 + s/2, y0 + s], fill=(250, 250, 250), width=w)
-        d.line([x0, y0 + s/2, x0 + s, y0 + s/2], fill=(250, 250, 250), width=w)
-    elif shape == 'table':
-        d.rectangle([x0, y0 + s*0.3, x0 + s, y0 + s*0.45], fill=col)
-        d.rectangle([x0 + s*0.05, y0 + s*0.45, x0 + s*0.18, y0 + s], fill=col)
-        d.rectangle([x0 + s*0.82, y0 + s*0.45, x0 + s*0.95, y0 + s], fill=col)
-    else: raise ValueError(f"toy_image: unknown shape {shape!r}, expected one of {TOY_SHAPES}")
-    return im
-
-def toy_pairs(n:int, # number of pairs
-              seed:int=0, # random seed
-              size:int=32, # image side in pixels
-              misaligned:float=0.0, # share of pairs whose utterance is about another shape
-             ):
-    "A tiny `datasets.Dataset` of coloured shapes and utterances with the contract's columns."
-    import datasets
-    rng = np.random.default_rng(seed)
-    rows = dict(image=[], text=[], category=[], asset_id=[], aligned=[])
-    for i in range(n):
-        s, c = TOY_SHAPES[i % len(TOY_SHAPES)], list(TOY_COLOURS)[rng.integers(len(TOY_COLOURS))]
-        al = bool(rng.random() >= misaligned)
-        ts, tc = (s, c) if al else (TOY_SHAPES[(i + 1 + rng.integers(len(TOY_SHAPES) - 1)) % len(TOY_SHAPES)], list(TOY_COLOURS)[rng.integers(4)])
-        rows['image'].append(toy_image(s, c, rng, size))
-        rows['text'].append(TOY_TEMPLATES[rng.integers(len(TOY_TEMPLATES))].format(c=tc, s=ts))
-        rows['category'].append(s); rows['asset_id'].append(f"toy-{s}-{c}"); rows['aligned'].append(al)
-    feats = datasets.Features(image=datasets.Image(), text=datasets.Value('string'), category=datasets.Value('string'),
-                              asset_id=datasets.Value('string'), aligned=datasets.Value('bool'))
-    return datasets.Dataset.from_dict(rows, features=feats)
+__all__ = ['PairTensors', 'pair_tensors', 'LazyPairs', 'TrainConfig', 'lr_at', 'batch_indices', 'make_augment', 'normalize',
+           'augment_batch', 'sample_seeds', 'StepBatches', 'step_loader', 'eval_batch', 'validate', 'TrainResult',
+           'train_contrastive']
 
 # %% ../nbs/12_train.ipynb #4e1557a5
 @dataclass
@@ -502,14 +452,3 @@ def train_contrastive(model:CVCL, # a model from `create_contrastive` (trained i
     if main:
         (out_dir/'train_result.json').write_text(json.dumps(asdict(res), indent=1, sort_keys=True) + '\n')
     return res
-
-# %% ../nbs/12_train.ipynb #7c5eedeb
-class Interrupt(Exception):
-    "Raised by a test hook to simulate a run killed mid-training."
-
-def kill_at(k:int, # the step after which to "kill" the run
-           ) -> Callable[[int, dict], None]:
-    "An `on_step` hook that raises `Interrupt` after step `k`."
-    def hook(step, rec):
-        if step == k: raise Interrupt(f"killed after step {step}")
-    return hook

