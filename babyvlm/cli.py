@@ -40,16 +40,18 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument('--profile', default='default', help='profile whose world section is used (default: %(default)s)')
     w.add_argument('--set', dest='overrides', action='append', default=[], metavar='KEY=VALUE',
                    help='override a parameter, e.g. --set world.image_size=48')
-    t = sub.add_parser('train', help="train one run's contrastive model (CVCL); under `accelerate launch`, on several GPUs",
-                       description="Train the contrastive (CVCL) model of one condition x seed of a profile into --out, with "
-                       "the run's merged parameters, as the study's run notebook does. Run it under `accelerate launch "
-                       "--num_processes N -m babyvlm.cli train ...` to split every global batch across N processes (GPUs); "
-                       "then score it with `babyvlm evaluate --run DIR`.")
+    t = sub.add_parser('train', help="train one run's model (any family); under `accelerate launch`, on several GPUs",
+                       description="Train the model of one condition x family x seed of a profile into --out, with the run's "
+                       "merged parameters, through the family registry, as the study's run notebook does. Run it under "
+                       "`accelerate launch --num_processes N -m babyvlm.cli train ...` to split every global batch across N "
+                       "processes (GPUs); then score it with `babyvlm evaluate --run DIR`.")
     t.add_argument('--profile', default='default', help='profile name or YAML path (default: %(default)s)')
     t.add_argument('--condition', required=True, metavar='NAME', help='condition name in params/conditions/ (e.g. saycam)')
+    t.add_argument('--family', metavar='NAME', help="model family (default: the condition's own family, else the profile's "
+                   "first in `families`)")
     t.add_argument('--seed', type=int, default=0, help='the run seed (default: %(default)s)')
     t.add_argument('--set', dest='overrides', action='append', default=[], metavar='KEY=VALUE',
-                   help='override a parameter, e.g. --set train.num_workers=8 (repeatable)')
+                   help='override a parameter, e.g. --set contrastive.train.num_workers=8 (repeatable)')
     t.add_argument('--out', type=Path, required=True, metavar='DIR', help='the run folder (resumes from its checkpoints)')
     b = sub.add_parser('benchmarks', help="check the paper's benchmark item files before a long run",
                        description="Read the four babylmms-eval CSVs (labeled_s, vtwt, baby_winoground, SAYCam_caption) "
@@ -59,76 +61,100 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder with the CSVs (babylmms-eval's dataset/ layout <task>/<file>.csv, or the CSVs side by side)")
     b.add_argument('--images', type=Path, required=True, metavar='DIR',
                    help="image root laid out as the harness expects (e.g. labeled_s/images/<category>/img_N.jpeg)")
-    e = sub.add_parser('evaluate', help='score a contrastive model (a run folder, or any open_clip model) on the benchmarks',
+    e = sub.add_parser('evaluate', help='score a model (a run folder of any family, or an open_clip model) on the benchmarks',
                        description="Score a model with the paper's rules on the embedded world's benchmarks (of --profile) "
                        "or, with --babylmms/--images, on the paper's own item files; writes <benchmark>_metrics.json, "
-                       "<benchmark>_predictions.jsonl and metrics.json (all benchmarks) into --out.")
+                       "<benchmark>_predictions.jsonl and metrics.json (all benchmarks, with the controls) into --out. A run "
+                       "folder is scored with the same code as in the study, through its family (read from its model_config.json).")
     src = e.add_mutually_exclusive_group(required=True)
-    src.add_argument('--run', type=Path, metavar='DIR', help='a contrastive run folder (model.safetensors + vocab.json)')
+    src.add_argument('--run', type=Path, metavar='DIR', help='a trained run folder of any family (model_config.json names it)')
     src.add_argument('--open-clip', metavar='ARCH', help='an open_clip architecture name, e.g. ViT-B-32')
     e.add_argument('--checkpoint', type=Path, metavar='FILE', help='open_clip weights from a local file (.safetensors or a '
                    'state dict; never unpickles code); without it the model is randomly initialised')
     e.add_argument('--profile', default='quick', help="profile whose embedded world is scored (default: %(default)s)")
     e.add_argument('--babylmms', type=Path, metavar='DIR', help="score the paper's item files in DIR instead (needs --images)")
     e.add_argument('--images', type=Path, metavar='DIR', help='image root of the item files (SAYCam frames)')
-    e.add_argument('--benchmarks', nargs='+', metavar='NAME', help='benchmarks to score (default: every choice benchmark '
-                   'available: labeled_s vtwt baby_winoground real_photos; saycam_caption by retrieval from the references)')
+    e.add_argument('--benchmarks', nargs='+', metavar='NAME', help='benchmarks to score (default: every one available)')
+    e.add_argument('--batch-size', type=int, default=64, help='scorer batch size (scores do not depend on it; default: %(default)s)')
     e.add_argument('--out', type=Path, required=True, metavar='DIR', help='folder for the metrics and predictions')
     return ap
 
 # %% ../nbs/21_cli.ipynb #d689d54e
+def _fail(msg:str) -> int:
+    print(f"babyvlm: {msg}", file=sys.stderr); return 2
+
 def _evaluate(args) -> int:
-    "The `evaluate` command: load the model, collect the items, score, write results."
+    "The `evaluate` command: load the model, collect the items, score (with the controls), write results."
     import json
     from babyvlm.core import set_offline
-    from babyvlm.evaluate import ContrastiveScorer, evaluate_items, retrieval_captioner, write_results, GENERATIVE_BENCHMARKS
+    from babyvlm.evaluate import EvalConfig, ContrastiveScorer, evaluate_items, retrieval_captioner, write_results
     set_offline()
+    if args.babylmms and not args.images: return _fail("evaluate: --babylmms needs --images")
+    cfg = EvalConfig(batch_size=args.batch_size)
+    world = None
+    if args.babylmms:
+        from babyvlm.benchmarks import load_babylmms
+        items = load_babylmms(args.babylmms, args.images, args.benchmarks)
+    else:
+        from babyvlm.study import load_params
+        from babyvlm.world import build_world
+        from babyvlm.items import build_benchmarks
+        world = build_world(load_params(args.profile).world, progress=False)
+        bench = build_benchmarks(world, progress=False)
+        names = args.benchmarks or bench.names
+        bad = [n for n in names if n not in bench]
+        if bad: return _fail(f"evaluate: unknown benchmark(s) {bad}; available: {bench.names}")
+        items = {n: bench[n] for n in names}
+    refs = sorted({r for it in items.get('saycam_caption', []) for r in it.references})
+    controls = {}
     if args.run:
-        from babyvlm.models.contrastive import load_contrastive, image_preprocess
-        model, vocab = load_contrastive(args.run); scorer = ContrastiveScorer(model, vocab, image_preprocess(model))
+        from babyvlm.families import detect_family, score_run
+        fam = detect_family(args.run)
+        loaded = fam.load(args.run)
+        utt = Path(args.run)/'train_utterances.json'
+        prior = json.loads(utt.read_text()) if utt.exists() else None
+        # retrieval captions choose among the home training utterances (as in the study), else the run's own, else
+        # (the paper's item files, a folder without its utterances) among the benchmark's references
+        cands = list(world.home['train']['text']) if world is not None else (prior or refs)
+        if fam.caption_kind == 'retrieved' and world is None and not prior and 'saycam_caption' in items:
+            print("babyvlm evaluate: the run folder has no train_utterances.json: captions are retrieved from the benchmark's "
+                  "own references (an optimistic bound, not the study's number)", file=sys.stderr)
+        res, preds, controls = score_run(loaded, items, cfg, candidates=cands, prior_texts=prior, out_dir=args.out)
+        meta = dict(family=fam.name, run=str(args.run), caption_kind=fam.caption_kind)
     else:
         import open_clip
         if args.checkpoint:
             from babyvlm.realdata import load_open_clip_local
             model, _, pre = load_open_clip_local(args.open_clip, args.checkpoint)
         else: model, _, pre = open_clip.create_model_and_transforms(args.open_clip, pretrained=None)
-        scorer = ContrastiveScorer(model, open_clip.get_tokenizer(args.open_clip), pre)
-    if args.babylmms:
-        if not args.images: print("babyvlm evaluate: --babylmms needs --images", file=sys.stderr); return 2
-        from babyvlm.benchmarks import load_babylmms
-        items = load_babylmms(args.babylmms, args.images, args.benchmarks)
-    else:
-        from babyvlm.study import load_params
-        from babyvlm.world import build_world
-        w = build_world(load_params(args.profile).world, progress=False)
-        names = args.benchmarks or w.manifest['benchmarks']
-        bad = [n for n in names if n not in w.manifest['benchmarks']]
-        if bad: print(f"babyvlm evaluate: unknown benchmark(s) {bad}; available: {w.manifest['benchmarks']}", file=sys.stderr); return 2
-        items = {n: w.benchmark(n) for n in names}
-    refs = sorted({r for it in items.get('saycam_caption', []) for r in it.references})
-    gen = retrieval_captioner(scorer, refs) if refs else None   # a contrastive model captions by retrieval
-    res, preds = evaluate_items(scorer, items, generate_fn=gen, out_dir=args.out)
-    write_results(args.out, res, [])
+        scorer = ContrastiveScorer(model, open_clip.get_tokenizer(args.open_clip), pre, cfg.batch_size)
+        gen = retrieval_captioner(scorer, refs) if refs else None   # a contrastive model captions by retrieval
+        res, preds = evaluate_items(scorer, items, cfg, generate_fn=gen, out_dir=args.out)
+        meta = dict(family='open_clip', arch=args.open_clip, caption_kind='retrieved')
+    write_results(args.out, {**res, 'controls': controls, **meta}, [])
     (Path(args.out)/'predictions.jsonl').unlink(missing_ok=True)   # per-benchmark files hold the predictions
     for n, m in res.items():
-        print(f"{n:<16} {m.get('accuracy', m.get('meteor')):.3f} [{m['ci_low']:.3f}, {m['ci_high']:.3f}]  n={m.get('n_items', m.get('n_trials'))}")
+        b = controls.get('blind', {}).get(n)
+        extra = f"  blind {b.get('accuracy', b.get('meteor')):.3f}" if b else ''
+        print(f"{n:<16} {m.get('accuracy', m.get('meteor')):.3f} [{m['ci_low']:.3f}, {m['ci_high']:.3f}]  n={m.get('n_items', m.get('n_trials'))}{extra}")
     return 0
 
 def _train(args) -> int:
-    "The `train` command: one run's contrastive model, in this process or in each process of `accelerate launch`."
+    "The `train` command: one run's model of any family, in this process or in each process of `accelerate launch`."
     import json
     from accelerate import PartialState
     from babyvlm.core import set_offline, seed_everything, provenance, stable_hash
-    from babyvlm.study import load_params, run_training_data, save_params, params_dict
+    from babyvlm.study import load_params, run_training_data, save_params, params_dict, condition_families, run_params
+    from babyvlm.families import get_family
     from babyvlm.world import build_world
-    from babyvlm.text import build_vocab
-    from babyvlm.models.contrastive import create_contrastive
-    from babyvlm.train import train_contrastive
     set_offline()
     p = load_params(args.profile, args.condition, args.seed, args.overrides)
-    if p.family != 'contrastive':
-        print(f"babyvlm train: condition {args.condition!r} trains the {p.family} family; this command trains the contrastive "
-              f"family (CVCL): run the others with `babyvlm study`", file=sys.stderr); return 2
+    fams = condition_families(p, args.condition)
+    family = args.family or fams[0]
+    if family not in fams:
+        return _fail(f"train: condition {args.condition!r} trains {', '.join(fams)}, not {family!r}")
+    if family != p.family: p = load_params(args.profile, args.condition, args.seed, [*args.overrides, f'family={family}'])
+    fam = get_family(family)
     import torch
     state = PartialState(cpu=not torch.cuda.is_available())   # under a launcher: this process's place in the group (gloo on CPU)
     out = Path(args.out)
@@ -140,11 +166,11 @@ def _train(args) -> int:
         (out/'provenance.json').write_text(json.dumps(provenance(params_hash=stable_hash(params_dict(p)), world_hash=world.root.name,
                                                                  processes=state.num_processes), indent=1))
     seed_everything(p.seed)
-    vocab = build_vocab(train_ds['text'])
-    res = train_contrastive(create_contrastive(p.model, vocab), vocab, train_ds, val_ds, p.train, out)
+    res = fam.train(run_params(p), train_ds, val_ds, out)
     if state.is_main_process:
-        print(f"babyvlm train: {res.steps} steps on {state.num_processes} process(es), best validation loss {res.best_val_loss:.4f} "
-              f"at step {res.best_step} -> {out}")
+        (out/'train_utterances.json').write_text(json.dumps(list(train_ds['text'])))
+        print(f"babyvlm train: {fam.label}, {res['steps']} steps on {state.num_processes} process(es), final validation loss "
+              f"{res['final_val_loss']:.4f} -> {out}")
     return 0
 
 def _inspection_ok(res:dict) -> bool:
@@ -178,6 +204,8 @@ def main(argv:list[str]|None=None) -> int:
             from babyvlm.world import build_world
             p = load_params(args.profile, overrides=args.overrides)
             w = build_world(p.world)  # fetches the picture packs it needs
+            from babyvlm.items import build_benchmarks
+            build_benchmarks(w)   # and the benchmarks' (real photos)
             print(w.root)
             return 0
         if args.command == 'evaluate': return _evaluate(args)

@@ -12,8 +12,8 @@ import numpy as np
 
 # %% auto #0
 __all__ = ['PACKAGE_DIR', 'REFERENCE_VOCAB', 'PROVENANCE_PACKAGES', 'project_root', 'cache_dir', 'shared_dir', 'set_offline',
-           'seed_everything', 'stable_hash', 'ParamsError', 'config_from_dict', 'deep_merge', 'read_yaml', 'git_info',
-           'provenance']
+           'seed_everything', 'stable_hash', 'ParamsError', 'config_from_dict', 'deep_merge', 'read_yaml', 'params_dir',
+           'layer_file', 'parse_override', 'merge_layers', 'git_info', 'provenance']
 
 # %% ../nbs/00_core.ipynb #2f9d39ff
 PACKAGE_DIR = Path(__file__).parent if '__file__' in globals() else Path.cwd().parent/'babyvlm'
@@ -133,7 +133,15 @@ def config_from_dict(cls, # a dataclass type
         near = difflib.get_close_matches(str(unknown[0]), allowed, n=1)
         hint = f" (did you mean '{prefix}{near[0]}'?)" if near else ''
         raise ParamsError(f"{where}: unknown key '{prefix}{unknown[0]}'{hint}; allowed keys: {', '.join(allowed)}")
-    return cls(**{k: _check_type(hints[k], v, prefix + k, where) for k, v in d.items()})
+    byname = {f.name: f for f in fields(cls)}
+    out = {}
+    for k, v in d.items():
+        f = byname[k]
+        if isinstance(v, dict) and f.default_factory is not dataclasses.MISSING:   # a nested section keeps its own defaults
+            dflt = f.default_factory()
+            if is_dataclass(dflt): v = deep_merge(_jsonable(dflt), v)
+        out[k] = _check_type(hints[k], v, prefix + k, where)
+    return cls(**out)
 
 # %% ../nbs/00_core.ipynb #b75fda14
 def deep_merge(base:dict, # lower layer
@@ -155,6 +163,47 @@ def read_yaml(path:Path|str) -> dict:
     if d is None: return {}
     if not isinstance(d, dict): raise ParamsError(f"{path}: expected a mapping at the top level, got {type(d).__name__}")
     return d
+
+# %% ../nbs/00_core.ipynb #c20cbc10
+def params_dir() -> Path:
+    "The `params/` folder of the project (`$BABYVLM_PARAMS` overrides)."
+    return Path(os.environ.get('BABYVLM_PARAMS') or project_root()/'params')
+
+def layer_file(kind:str, # the subfolder: 'profiles', 'conditions', 'data'
+               name:str|Path, # a name in that folder (without .yaml), or a YAML path
+               root:Path|None=None, # the params folder (default `params_dir()`)
+              ) -> Path:
+    "The YAML file of a parameter layer; an error lists what the folder holds."
+    p = Path(name)
+    if p.suffix in ('.yaml', '.yml'): return p
+    root = Path(root or params_dir())
+    p = root/kind/f'{name}.yaml'
+    if not p.exists():
+        have = sorted(q.stem for q in (root/kind).glob('*.yaml') if not q.stem.endswith('.local'))
+        raise ParamsError(f"{p}: no such {kind.rstrip('s')}; available: {', '.join(have) or 'none'}")
+    return p
+
+def parse_override(s:str, # 'a.b=value'
+                  ) -> dict:
+    "Turn `a.b=value` into `{'a': {'b': value}}` (value parsed as YAML)."
+    import yaml
+    if '=' not in s: raise ParamsError(f"override '{s}': expected KEY=VALUE, e.g. contrastive.train.max_steps=20")
+    k, v = s.split('=', 1)
+    try: val = yaml.safe_load(v)
+    except yaml.YAMLError: val = v
+    d = val
+    for part in reversed(k.strip().split('.')): d = {part: d}
+    return d
+
+def merge_layers(cls, # the dataclass the layers describe
+                 layers:list, # [(where, mapping), ...] in order, lowest first
+                ) -> tuple[dict, object]:
+    "Merge the layers into one mapping, checked against `cls` after each layer; returns (merged mapping, instance)."
+    merged = {}
+    for where, d in layers:
+        merged = deep_merge(merged, d)
+        config_from_dict(cls, merged, where)   # checked layer by layer, so an error names the layer's file
+    return merged, config_from_dict(cls, merged, ' + '.join(w for w, _ in layers) or '<defaults>')
 
 # %% ../nbs/00_core.ipynb #e58cd642
 PROVENANCE_PACKAGES = ('torch', 'torchvision', 'open_clip_torch', 'timm', 'datasets', 'accelerate', 'transformers',

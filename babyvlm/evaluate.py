@@ -10,17 +10,19 @@ from pathlib import Path
 from typing import Callable, Protocol, Sequence
 import numpy as np, torch
 from PIL import Image
-from .text import Vocab
+from .text import Vocab, PAD
 from .core import cache_dir
 from .assets import load_wordnet
 from .benchmarks import LazyImages, image_sources, load_image
+from .models.vision import uint8_batch
+from .models.generative import build_labels, lm_loss, token_ce, greedy_decode
 
 # %% auto #0
-__all__ = ['WINOGROUND_CHANCE', 'BENCHMARKS', 'GENERATIVE_BENCHMARKS', 'Scorer', 'ContrastiveScorer', 'bootstrap_ci',
-           'EvalConfig', 'evaluate_labeled_s', 'evaluate_vtwt', 'winoground_outcomes', 'evaluate_winoground',
-           'meteor_tokens', 'tokens_may_differ', 'meteor', 'evaluate_captioning', 'write_results',
-           'evaluate_real_photos', 'evaluate_items', 'evaluate', 'TextPriorScorer', 'retrieval_captioner',
-           'frequent_captioner']
+__all__ = ['WINOGROUND_CHANCE', 'BENCHMARKS', 'GENERATIVE_BENCHMARKS', 'Scorer', 'ContrastiveScorer', 'greedy_captions',
+           'GenerativeScorer', 'CoCaScorer', 'BlankImageScorer', 'bootstrap_ci', 'EvalConfig', 'evaluate_labeled_s',
+           'evaluate_vtwt', 'winoground_outcomes', 'evaluate_winoground', 'meteor_tokens', 'tokens_may_differ',
+           'meteor', 'evaluate_captioning', 'write_results', 'evaluate_real_photos', 'evaluate_items', 'evaluate',
+           'TextPriorScorer', 'retrieval_captioner', 'frequent_captioner']
 
 # %% ../nbs/13_evaluate.ipynb #7f369859
 class Scorer(Protocol):
@@ -69,6 +71,122 @@ class ContrastiveScorer:
         order = list(first.values()); where = {k: j for j, k in enumerate(first)}
         emb = self.encode_images(LazyImages([src[i] for i in order]) if isinstance(images, LazyImages) else [images[i] for i in order])
         return (emb[[where[k] for k in keys]] * t).sum(-1).double().cpu().numpy()
+
+# %% ../nbs/13_evaluate.ipynb #a3a223a4
+def greedy_captions(images:Sequence, # images to caption
+                    prepare:Callable, # a batch of images -> its `next_logits` function for `greedy_decode`
+                    tokenizer, # a `WordTokenizer` (decodes the ids)
+                    batch_size:int, # images per batch
+                    max_new_tokens:int, # most tokens per caption (`<eos>` included)
+                    device=None, # where the ids live
+                   ) -> list[str]:
+    "Greedy captions of `images`, batch by batch (each batch's images are read once); shared by every generative scorer."
+    if max_new_tokens > tokenizer.context_length - 1:
+        raise ValueError(f"generate: max_new_tokens={max_new_tokens} exceeds the model's context ({tokenizer.context_length - 1} after <sos>)")
+    caps = []
+    for i in range(0, len(images), batch_size):
+        chunk = images[i:i + batch_size]
+        caps += [tokenizer.decode(r) for r in greedy_decode(prepare(chunk), len(chunk), max_new_tokens, device)]
+    return caps
+
+def _check_pairs_arg(images, texts):
+    if len(images) != len(texts): raise ValueError(f"score: {len(images)} images but {len(texts)} texts (need one text per image)")
+
+class GenerativeScorer:
+    "Minus the mean per-token cross-entropy of a text (+`<eos>`) given the image (BabyLLaVA); greedy captions."
+    def __init__(self,
+                 model, # a `BabyLLaVA`
+                 tokenizer, # its `WordTokenizer`
+                 batch_size:int=64, # pairs scored at once (scores do not depend on it)
+                 blind:bool=False, # drop the image tokens (text-only control)
+                 device:str|torch.device|None=None, # default: the model's device
+                ):
+        self.model, self.tok, self.batch_size, self.blind = model.eval(), tokenizer, int(batch_size), blind
+        self.device = device or next(model.parameters()).device
+        if self.batch_size < 1: raise ValueError(f"GenerativeScorer: batch_size must be >= 1, got {batch_size}")
+
+    def _features(self, images) -> torch.Tensor|None:
+        if self.blind: return None
+        return self.model.vision(uint8_batch([im.convert('RGB') for im in images], self.model.vision.image_size).to(self.device))
+
+    @torch.no_grad()
+    def score(self, images:Sequence[Image.Image], # images
+              texts:Sequence[str], # texts, one per image
+             ) -> np.ndarray:
+        "Minus the mean cross-entropy of each text's tokens and `<eos>` given its image."
+        _check_pairs_arg(images, texts)
+        out = []
+        for i in range(0, len(texts), self.batch_size):
+            ids = self.tok.encode(list(texts[i:i + self.batch_size]))[0].to(self.device)
+            f = self._features(images[i:i + self.batch_size])
+            lab = build_labels(ids, 0 if f is None else f.shape[1])
+            out.append(-lm_loss(self.model(ids, f), lab, per_row=True).double().cpu())
+        return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.float64)
+
+    @torch.no_grad()
+    def generate(self, images:Sequence[Image.Image], # images to caption
+                 max_new_tokens:int=25, # most tokens per caption (`<eos>` included)
+                ) -> list[str]:
+        "Greedy captions (empty prompt: the image tokens, then `<sos>`)."
+        def prepare(chunk):
+            f = self._features(chunk)
+            return lambda x: self.model(x, f)[:, -1]
+        return greedy_captions(images, prepare, self.tok, self.batch_size, max_new_tokens, self.device)
+
+class CoCaScorer:
+    "Minus the mean per-token cross-entropy of a text (+`<eos>`) from CoCa's decoder; greedy captions."
+    def __init__(self,
+                 model, # an `open_clip.CoCa` (`babyvlm.models.hybrid`)
+                 tokenizer, # its `WordTokenizer`
+                 batch_size:int=64, # pairs scored at once
+                 device:str|torch.device|None=None, # default: the model's device
+                ):
+        import open_clip
+        self.model, self.tok, self.batch_size = model.eval(), tokenizer, int(batch_size)
+        self.device = device or next(model.parameters()).device
+        self.preprocess = open_clip.image_transform(model.image_size, is_train=False)
+
+    def _images(self, images): return torch.stack([self.preprocess(im.convert('RGB')) for im in images]).to(self.device)
+
+    @torch.no_grad()
+    def score(self, images:Sequence[Image.Image], # images
+              texts:Sequence[str], # texts, one per image
+             ) -> np.ndarray:
+        "Minus the mean cross-entropy of each text's tokens and `<eos>` given its image."
+        _check_pairs_arg(images, texts)
+        out = []
+        for i in range(0, len(texts), self.batch_size):
+            ids = self.tok.encode(list(texts[i:i + self.batch_size]), pad_to=self.tok.context_length)[0].to(self.device)
+            o = self.model(self._images(images[i:i + self.batch_size]), ids)
+            s, n = token_ce(o['logits'], o['labels'].masked_fill(o['labels'] == PAD, -100))
+            out.append(-(s / n.clamp(min=1)).double().cpu())
+        return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.float64)
+
+    @torch.no_grad()
+    def generate(self, images:Sequence[Image.Image], # images to caption
+                 max_new_tokens:int=25, # most tokens per caption (`<eos>` included)
+                ) -> list[str]:
+        "Greedy captions from `<sos>`."
+        def prepare(chunk):
+            x = self._images(chunk); lat, embs = self.model._encode_image(x)
+            return lambda ids: self.model(x, ids, image_latent=lat, image_embs=embs, output_labels=False)['logits'][:, -1]
+        return greedy_captions(images, prepare, self.tok, self.batch_size, max_new_tokens, self.device)
+
+class BlankImageScorer:
+    "A scorer with every image replaced by one uniform grey picture: the model's preference among texts without the image."
+    def __init__(self, scorer, # any scorer (`score(images, texts)`)
+                 size:int=64, # side of the grey picture (each scorer resizes it to its model's input)
+                 generate:Callable|None=None, # the model's captioner, if it has one (captions of the grey picture)
+                ):
+        self.scorer, self.blank = scorer, Image.new('RGB', (size, size), (128, 128, 128))
+        self._generate = generate
+    def score(self, images, texts) -> np.ndarray:
+        _check_pairs_arg(images, texts)
+        return self.scorer.score([self.blank] * len(texts), list(texts))
+    def generate(self, images, max_new_tokens:int=25) -> list[str]:
+        "The caption of the grey picture, once per image (needs the model's captioner)."
+        if self._generate is None: raise ValueError("BlankImageScorer.generate: this model cannot caption")
+        return self._generate([self.blank] * len(images))
 
 # %% ../nbs/13_evaluate.ipynb #785afa29
 def bootstrap_ci(values:Sequence[float], # per-trial outcomes (e.g. 0/1 correct)

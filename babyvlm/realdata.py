@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import datasets
 from .core import ParamsError, config_from_dict, read_yaml, deep_merge
-from .world import PAIR_FEATURES
+from .compose import PAIR_FEATURES
 
 # %% auto #0
 __all__ = ['MAX_UTTERANCE_TOKENS', 'SAYCAM_FILES', 'LCS_FILE', 'SAFE_CHECKPOINT_GLOBALS', 'DINO_PREFIXES', 'DINO_HEAD_PREFIXES',

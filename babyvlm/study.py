@@ -5,24 +5,22 @@
 # %% ../nbs/20_study.ipynb #20515b30
 from __future__ import annotations
 import contextlib, dataclasses, json, os, shutil, time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, make_dataclass
 from pathlib import Path
 import yaml
-from .core import (ParamsError, config_from_dict, deep_merge, read_yaml, project_root, provenance,
-                          stable_hash, set_offline, _jsonable, cache_dir)
+from .core import (ParamsError, config_from_dict, deep_merge, read_yaml, project_root, provenance, params_dir,
+                          layer_file, parse_override, merge_layers, stable_hash, set_offline, _jsonable, cache_dir)
 from .world import WorldConfig
-from .models.contrastive import ContrastiveConfig
 from .train import TrainConfig
 from .evaluate import EvalConfig
-from .models.reference import ReferenceConfig
 from .transfer import TransferConfig
-from .models.generative import GenerativeConfig, GenerativeTrainConfig, SSLConfig, CoCaConfig, generative_train_config
+from .families import FAMILIES, get_family
 
 # %% auto #0
-__all__ = ['TRANSFER_SOURCES', 'DATA_SOURCES', 'FAMILIES', 'RUNS_DIR', 'RESULT_FILES', 'TRAINING_FILES', 'DataConfig',
-           'StudyParams', 'params_dir', 'parse_override', 'load_params', 'condition_families', 'run_name',
-           'params_dict', 'save_params', 'load_params_file', 'run_training_data', 'kernel_name', 'execute',
-           'kernel_env', 'html_report', 'run_dir', 'run_one', 'run_study', 'collect_runs']
+__all__ = ['TRANSFER_SOURCES', 'DATA_SOURCES', 'StudyParams', 'RUNS_DIR', 'RESULT_FILES', 'COMMON_TRAINING_FILES', 'DataConfig',
+           'study_params_class', 'study_families', 'load_params', 'condition_families', 'run_name', 'params_dict',
+           'save_params', 'load_params_file', 'run_params', 'transferred_data', 'run_training_data', 'kernel_name',
+           'execute', 'kernel_env', 'html_report', 'run_dir', 'training_files', 'run_one', 'run_study', 'collect_runs']
 
 # %% ../nbs/20_study.ipynb #1c8bb053
 @dataclass
@@ -33,102 +31,96 @@ class DataConfig:
     max_pairs: int|None = None  # cap on the number of training pairs (None = all)
     real_params: str = 'saycam'  # params/data/<name>.yaml: where the real sources 'saycam' / 'lcs' live (`babyvlm.realdata`)
 
-TRANSFER_SOURCES = ('home_filtered', 'transferred', 'random')  # made by `babyvlm.transfer.build_transferred`
+TRANSFER_SOURCES = ('home_filtered', 'transferred', 'random')  # made by `babyvlm.matching.build_transferred`
 DATA_SOURCES = ('home', 'web', *TRANSFER_SOURCES, 'saycam', 'lcs')  # world domains, the transfer pipeline's sets, real data
-FAMILIES = ('contrastive', 'generative', 'hybrid', 'reference')  # model families a run can train
 
-@dataclass
-class StudyParams:
-    "All parameters of a study run: profile + condition + overrides."
-    profile: str = 'default'  # the profile's name (its file name)
-    description: str = ''  # what the profile or condition is for
-    conditions: list[str] = field(default_factory=lambda: ['home'])  # the conditions the study runs
-    seeds: list[int] = field(default_factory=lambda: [0])  # the seeds each condition runs with
-    jobs: int = 1  # runs executed at once; the CPU threads ($BABYVLM_THREADS, default 2) are shared among them
-    condition: str = ''  # the condition of this run ('' for the study as a whole)
-    seed: int = 0  # the seed of this run
-    family: str = 'contrastive'  # this run's family: 'contrastive' (CVCL), 'generative' (BabyLLaVA), 'hybrid' (CoCa), 'reference'
-    families: list[str] = field(default_factory=lambda: ['contrastive'])  # families trained under every condition that does not set `family`
-    world: WorldConfig = field(default_factory=WorldConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ContrastiveConfig = field(default_factory=ContrastiveConfig)  # contrastive family
-    train: TrainConfig = field(default_factory=TrainConfig)  # contrastive and hybrid training; the reference's heads
-    generative: GenerativeConfig = field(default_factory=GenerativeConfig)  # BabyLLaVA's language model and projector
-    generative_train: GenerativeTrainConfig = field(default_factory=GenerativeTrainConfig)  # its phases (give max_steps and lr of each)
-    ssl: SSLConfig = field(default_factory=SSLConfig)  # BabyLLaVA's self-supervised vision encoder
-    ssl_train: TrainConfig = field(default_factory=lambda: TrainConfig(max_steps=300, lr=1e-3))  # its training
-    generative_vision: str = 'ssl'  # BabyLLaVA's frozen vision: 'ssl' (SimCLR on the condition's images) or a DINO ResNeXt-50 .pth (Orhan et al.)
-    coca: CoCaConfig = field(default_factory=CoCaConfig)  # the hybrid family's model
-    reference: ReferenceConfig = field(default_factory=ReferenceConfig)  # the upper bound's heads and input size
-    transfer: TransferConfig = field(default_factory=TransferConfig)  # the transfer pipeline (filter, rewrite, relevance, matching)
-    eval: EvalConfig = field(default_factory=EvalConfig)
+_BASE_FIELDS = [
+    ('profile', str, field(default='default')),  # the profile's name (its file name)
+    ('description', str, field(default='')),  # what the profile or condition is for
+    ('conditions', list[str], field(default_factory=lambda: ['home'])),  # the conditions the study runs
+    ('seeds', list[int], field(default_factory=lambda: [0])),  # the seeds each condition runs with
+    ('jobs', int, field(default=1)),  # runs executed at once; the CPU threads ($BABYVLM_THREADS, default 2) are shared among them
+    ('condition', str, field(default='')),  # the condition of this run ('' for the study as a whole)
+    ('seed', int, field(default=0)),  # the seed of this run (every training section's seed is set to it)
+    ('family', str, field(default='contrastive')),  # this run's family (a name in `babyvlm.families.FAMILIES`)
+    ('families', list[str], field(default_factory=lambda: ['contrastive'])),  # families trained under every condition that does not set `family`
+    ('world', WorldConfig, field(default_factory=WorldConfig)),
+    ('data', DataConfig, field(default_factory=DataConfig)),
+    ('transfer', TransferConfig, field(default_factory=TransferConfig)),  # the transfer pipeline (filter, rewrite, relevance, matching)
+    ('eval', EvalConfig, field(default_factory=EvalConfig)),
+]
+_CLASSES = {}
+
+def study_params_class():
+    "The dataclass of a run's parameters: the study's own sections plus one section per registered family."
+    key = tuple((n, f.params) for n, f in FAMILIES.items())
+    if key not in _CLASSES:
+        fams = [(n, f.params, field(default_factory=f.params)) for n, f in FAMILIES.items()]
+        _CLASSES[key] = make_dataclass('StudyParams', _BASE_FIELDS + fams)
+        _CLASSES[key].__module__ = __name__
+        _CLASSES[key].__doc__ = "All parameters of a study run: profile + condition + overrides (one section per model family)."
+    return _CLASSES[key]
+
+StudyParams = study_params_class()
 
 # %% ../nbs/20_study.ipynb #9dae7166
-def params_dir() -> Path:
-    "The `params/` folder of the project (`$BABYVLM_PARAMS` overrides)."
-    return Path(os.environ.get('BABYVLM_PARAMS') or project_root()/'params')
+def _set_seeds(obj, seed:int):
+    "Every `TrainConfig` inside `obj` (a dataclass tree) with `seed` set to `seed`."
+    if isinstance(obj, TrainConfig): return dataclasses.replace(obj, seed=seed)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.replace(obj, **{f.name: _set_seeds(getattr(obj, f.name), seed) for f in dataclasses.fields(obj) if f.init
+                                           if dataclasses.is_dataclass(getattr(obj, f.name))})
+    return obj
 
-def _layer_file(kind:str, name:str|Path, root:Path) -> Path:
-    p = Path(name)
-    if p.suffix in ('.yaml', '.yml'): return p
-    p = root/kind/f'{name}.yaml'
-    if not p.exists():
-        have = sorted(q.stem for q in (root/kind).glob('*.yaml'))
-        raise ParamsError(f"{p}: no such {kind[:-1]}; available: {', '.join(have) or 'none'}")
-    return p
-
-def parse_override(s:str) -> dict:
-    "Turn `a.b=value` into `{'a': {'b': value}}` (value parsed as YAML)."
-    if '=' not in s: raise ParamsError(f"override '{s}': expected KEY=VALUE, e.g. train.max_steps=20")
-    k, v = s.split('=', 1)
-    try: val = yaml.safe_load(v)
-    except yaml.YAMLError: val = v
-    d = val
-    for part in reversed(k.strip().split('.')): d = {part: d}
-    return d
+def study_families(p, # merged parameters (a profile, maybe with a condition)
+                   root:Path|None=None, # the params folder
+                  ) -> list[str]:
+    "Every family the study of `p` trains: its `families`, its run's `family`, and the `family` of each of its conditions."
+    out = list(dict.fromkeys([*p.families, p.family]))
+    for c in p.conditions:
+        try: d = read_yaml(layer_file('conditions', c, root))
+        except ParamsError: continue   # a missing condition is reported when it runs
+        if 'family' in d and d['family'] not in out: out.append(d['family'])
+    return out
 
 def load_params(profile:str|Path='default', # profile name in params/profiles, or a YAML path
                 condition:str|Path|None=None, # condition name in params/conditions, or a YAML path
                 seed:int|None=None, # the run's seed
                 overrides:list[str]=(), # KEY=VALUE strings applied last
                 root:Path|None=None, # the params folder (default: `params_dir()`)
-               ) -> StudyParams:
+               ):
     "Merge profile, condition and overrides into checked `StudyParams`."
     root = Path(root or params_dir())
-    pf = _layer_file('profiles', profile, root)
-    layers = [(str(pf), read_yaml(pf))]
-    layers[0][1].setdefault('profile', pf.stem)
+    cls = study_params_class()
+    pf = layer_file('profiles', profile, root)
+    layers = [(str(pf), {'profile': pf.stem, **read_yaml(pf)})]
     if condition is not None:
-        cf = _layer_file('conditions', condition, root)
+        cf = layer_file('conditions', condition, root)
         layers.append((str(cf), {**read_yaml(cf), 'condition': cf.stem}))
-    for o in overrides: layers.append((f"override '{o}'", parse_override(o)))
-    merged = {}
-    for where, d in layers:
-        merged = deep_merge(merged, d)
-        config_from_dict(StudyParams, merged, where)  # checked layer by layer, so an error names the layer's file
-    if seed is not None: merged['seed'] = seed
-    # the run's seed drives initialisation, data order and augmentation (the world has its own seed)
-    merged['train'] = {**merged.get('train', {}), 'seed': merged.get('seed', 0)}
-    p = config_from_dict(StudyParams, merged, ' + '.join(w for w, _ in layers))
-    bad = [s for s in p.data.sources if s not in DATA_SOURCES]
-    if bad: raise ParamsError(f"{' + '.join(w for w, _ in layers)}: data.sources has unknown source '{bad[0]}'; allowed: {', '.join(DATA_SOURCES)}")
+    layers += [(f"override '{o}'", parse_override(o)) for o in overrides]
+    if seed is not None: layers.append((f"seed {seed}", {'seed': seed}))
+    merged, p = merge_layers(cls, layers)
     where = ' + '.join(w for w, _ in layers)
-    for f in [p.family, *p.families]:
-        if f not in FAMILIES: raise ParamsError(f"{where}: family '{f}' is unknown; allowed: {', '.join(FAMILIES)}")
-    # phases given in part keep their own defaults (not TrainConfig's); every phase is seeded by the run's seed
-    gt = generative_train_config(merged.get('generative_train'), where)
-    s = p.seed
-    p.generative_train = dataclasses.replace(gt, **{ph: dataclasses.replace(getattr(gt, ph), seed=s) for ph in ('language', 'projector', 'full')})
-    p.ssl_train = dataclasses.replace(p.ssl_train, seed=s)
+    p = _set_seeds(p, p.seed)
+    bad = [s for s in p.data.sources if s not in DATA_SOURCES]
+    if bad: raise ParamsError(f"{where}: data.sources has unknown source '{bad[0]}'; allowed: {', '.join(DATA_SOURCES)}")
+    for f in [p.family, *p.families]: get_family(f)
+    trained = study_families(p, root)
+    for name in FAMILIES:
+        if name in merged and name not in trained:
+            raise ParamsError(f"{where}: section '{name}' configures a family this study never trains (it trains "
+                              f"{', '.join(trained)}); remove the section or add '{name}' to `families`")
+    fam = get_family(p.family)
+    if fam.check: fam.check(getattr(p, p.family), merged.get(p.family, {}), p.family)
     return p
 
-def condition_families(p:StudyParams, # the run's merged parameters
+def condition_families(p, # the run's merged parameters
                        condition:str|Path, # the condition (name or file)
                        root:Path|None=None, # the params folder
                       ) -> list[str]:
     "The families trained under `condition`: its own `family` if its file sets one, else the profile's `families`."
-    cf = _layer_file('conditions', condition, Path(root or params_dir()))
-    return [read_yaml(cf)['family']] if 'family' in read_yaml(cf) else list(p.families)
+    d = read_yaml(layer_file('conditions', condition, root))
+    return [d['family']] if 'family' in d else list(p.families)
 
 def run_name(condition:str, # condition name
              family:str, # model family
@@ -136,21 +128,36 @@ def run_name(condition:str, # condition name
     "A run's folder name: the condition for the contrastive family and for conditions that fix their family, else `condition-family`."
     return condition if family in ('contrastive', 'reference') else f'{condition}-{family}'
 
-def params_dict(p:StudyParams) -> dict:
+def params_dict(p) -> dict:
     "Plain (YAML/JSON-able) dict of `p`."
     return _jsonable(p)
 
-def save_params(p:StudyParams, path:Path) -> Path:
+def save_params(p, path:Path) -> Path:
     "Write `p` as YAML to `path`."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(params_dict(p), sort_keys=False))
     return path
 
-def load_params_file(path:Path) -> StudyParams:
+def load_params_file(path:Path):
     "Read a merged `params.yaml` written by `save_params`."
-    return config_from_dict(StudyParams, read_yaml(path), str(path))
+    return config_from_dict(study_params_class(), read_yaml(path), str(path))
+
+def run_params(p):
+    "The section of the run's own family in `p` (e.g. `p.contrastive`)."
+    return getattr(p, p.family)
 
 # %% ../nbs/20_study.ipynb #35a58b4d
+def transferred_data(world, # a built world
+                     cfg:TransferConfig|None=None, # the pipeline's settings
+                     progress:bool=False, # print one line per step
+                    ) -> tuple[dict, dict]:
+    "The transfer pipeline's datasets for `world` with its default models (the reference's; every step cached)."
+    from babyvlm.families import transfer_models
+    from babyvlm.matching import build_transferred
+    cfg = cfg or TransferConfig()
+    scorer, embedder = transfer_models(world, cfg)
+    return build_transferred(world, cfg, scorer, embedder, progress=progress)
+
 def run_training_data(world, # a built `babyvlm.world.World`
                       data:DataConfig, # the condition's data section
                       seed:int=0, # seeds the subset when `max_pairs` caps the data
@@ -164,8 +171,7 @@ def run_training_data(world, # a built `babyvlm.world.World`
         from babyvlm.realdata import load_data_params, load_real_sources
         real = load_real_sources(load_data_params(data.real_params), wanted)
     if any(s in TRANSFER_SOURCES for s in data.sources):   # the transfer pipeline's datasets (cached on disk)
-        from babyvlm.transfer import build_transferred
-        t, rep = build_transferred(world, transfer, progress=False)
+        t, rep = transferred_data(world, transfer)
         if report is not None: report.update(rep)
         hv = world.home['validation']   # every transfer condition validates on the in-domain validation pairs
         real.update(home_filtered=dict(train=t['home'], validation=hv), transferred=dict(train=t['transferred'], validation=hv),
@@ -245,9 +251,11 @@ def run_dir(study_dir:Path, condition:str, seed:int) -> Path:
     "Where one run's outputs go: `<study_dir>/<condition>/<seed>/`."
     return Path(study_dir)/condition/str(seed)
 
-TRAINING_FILES = ('checkpoints', 'train', 'model.safetensors', 'model_config.json', 'vocab.json', 'train_log.jsonl',
-                  'train_config.json', 'train_result.json', 'run_info.json',
-                  'vision', 'phase0_language', 'phase1_projector', 'phase2_full', 'coca', 'tokenizer.json')  # + other families
+COMMON_TRAINING_FILES = ('train_log.jsonl', 'train_result.json', 'run_info.json', 'train_utterances.json')
+
+def training_files() -> tuple:
+    "What a run folder holds of its training, for every registered family (removed when a run's parameters change)."
+    return tuple(dict.fromkeys([*COMMON_TRAINING_FILES, *(f for fam in FAMILIES.values() for f in fam.files)]))
 
 def _clear_if_params_changed(p:StudyParams, out:Path) -> bool:
     "Delete an earlier run's training state in `out` if it was made with other parameters; True if it did."
@@ -256,7 +264,7 @@ def _clear_if_params_changed(p:StudyParams, out:Path) -> bool:
     try: same = dataclasses.replace(load_params_file(old), jobs=p.jobs) == p   # how many runs share the CPU is not a setting of the run
     except ParamsError: same = False
     if same: return False   # same parameters: keep the checkpoints, so a killed run resumes
-    for f in TRAINING_FILES:
+    for f in training_files():
         q = out/f
         if q.is_dir(): shutil.rmtree(q)
         else: q.unlink(missing_ok=True)
@@ -308,18 +316,18 @@ def run_study(profile:str='default', # profile name or YAML path
             runs_p += [(load_params(profile, c, s, [*overrides, f'family={f}']), run_name(Path(c).stem, f), s) for s in seeds]
     from babyvlm.assets import fetch_assets
     from babyvlm.world import build_world
+    from babyvlm.items import build_benchmarks
     echo(f"[study] assets"); fetch_assets()
     t_study = time.time()
     worlds = {}
     for w in {stable_hash(p.world): p.world for p, _, _ in runs_p}.values():
-        t0 = time.time(); worlds[stable_hash(w)] = world = build_world(w)
+        t0 = time.time(); worlds[stable_hash(w)] = world = build_world(w); build_benchmarks(world)
         echo(f"[study] world {world.root.name} ready ({time.time()-t0:.0f} s)")
     # the transfer pipeline's datasets are made once, here (each step is cached), so that runs only read them back
     tkey = lambda p: stable_hash([p.world, p.transfer]) if set(p.data.sources) & set(TRANSFER_SOURCES) else None
     need = {tkey(p): p for p, _, _ in runs_p if tkey(p)}
     def transfer(p):
-        from babyvlm.transfer import build_transferred
-        t0 = time.time(); _, trep = build_transferred(worlds[stable_hash(p.world)], p.transfer, progress=False)
+        t0 = time.time(); _, trep = transferred_data(worlds[stable_hash(p.world)], p.transfer)
         echo(f"[study] transfer pipeline ready ({time.time()-t0:.0f} s): {trep.get('counts', '')}")
     def one(job, ready=None):
         p, c, s = job

@@ -9,7 +9,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 # %% auto #0
-__all__ = ['TOY_SHAPES', 'TOY_COLOURS', 'TOY_TEMPLATES', 'toy_image', 'toy_pairs', 'Interrupt', 'kill_at']
+__all__ = ['TOY_SHAPES', 'TOY_COLOURS', 'TOY_TEMPLATES', 'toy_image', 'toy_pairs', 'Interrupt', 'kill_at', 'fake_reply',
+           'FakeChatServer', 'tiny_causal_lm', 'clustered_embeddings', 'RandomLiT', 'write_dino_fixture']
 
 # %% ../nbs/90_testing.ipynb #5c73d67b
 TOY_SHAPES = ('ball', 'door', 'window', 'table')
@@ -70,3 +71,158 @@ def kill_at(k:int, # the step after which to "kill" the run
     def hook(step, rec):
         if step == k: raise Interrupt(f"killed after step {step}")
     return hook
+
+# %% ../nbs/90_testing.ipynb #034247d1
+import collections, json, math, re, threading, time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Sequence
+import torch, torch.nn.functional as F
+
+def _caption_of(messages:list) -> str:
+    u = [m.get('content', '') for m in messages if m.get('role') == 'user']
+    m = re.search(r"Caption:\s*(.*)", u[-1] if u else '')
+    return m.group(1).strip() if m else (u[-1] if u else '')
+
+def fake_reply(messages:list) -> str:
+    "The fake server's default reply: 'yes'/'no' to relevance prompts, 'look! <caption>!' to rewrite prompts."
+    c = _caption_of(messages)
+    if 'yes or no' in ' '.join(str(m.get('content', '')) for m in messages).lower():
+        return 'no' if any(w in c for w in ('bridge', 'building', 'money', 'medicine', 'landscape')) else 'yes'
+    return f"look! {c.lower()}!"
+
+class FakeChatServer:
+    "A local OpenAI-compatible chat-completions endpoint with injectable latency and faults (tests, benchmarks)."
+    def __init__(self, reply:Callable=fake_reply, # messages -> reply text
+                 latency:float=0.0, # seconds before a normal reply
+                 faults:Callable|None=None, # (request number, JSON body) -> None or a fault name
+                 timeout_sleep:float=1.0, # how long a 'timeout' fault stalls
+                ):
+        self.reply, self.latency, self.faults, self.timeout_sleep = reply, latency, faults, timeout_sleep
+        self.lock, self.n, self.bodies, self.fault_counts, self.auth_seen = threading.Lock(), 0, [], collections.Counter(), 0
+        self.in_flight = self.max_in_flight = 0
+        self._srv = self._thread = None
+
+    def _handler(self):
+        srv = self
+        class H(BaseHTTPRequestHandler):
+            protocol_version = 'HTTP/1.1'
+            disable_nagle_algorithm = True   # TCP_NODELAY, as real servers: else headers and body, written apart, meet the
+                                             # client's delayed ACK and every reply waits up to 40 ms
+            def log_message(self, *a): pass
+            def _send(self, code, body:bytes, ctype='application/json'):
+                try:
+                    self.send_response(code); self.send_header('Content-Type', ctype); self.send_header('Content-Length', str(len(body)))
+                    self.end_headers(); self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError): pass
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers.get('Content-Length', 0))) or b'{}')
+                with srv.lock:
+                    i = srv.n; srv.n += 1; srv.bodies.append(body); srv.auth_seen += bool(self.headers.get('Authorization'))
+                    srv.in_flight += 1; srv.max_in_flight = max(srv.max_in_flight, srv.in_flight)
+                try:
+                    f = srv.faults(i, body) if srv.faults else None
+                    if f: 
+                        with srv.lock: srv.fault_counts[f] += 1
+                    if f and f.isdigit():   # an HTTP error status
+                        return self._send(int(f), json.dumps({'error': {'message': f'injected {f}', 'type': 'fake', 'code': f}}).encode())
+                    if f == 'malformed': return self._send(200, b'{"id": "x", "choices": [ {"message": ')
+                    if f == 'timeout': time.sleep(srv.timeout_sleep)
+                    elif srv.latency: time.sleep(srv.latency)
+                    content = '' if f == 'empty' else srv.reply(body.get('messages', []))
+                    out = {'id': f'chatcmpl-{i}', 'object': 'chat.completion', 'created': int(time.time()), 'model': body.get('model', 'fake')}
+                    if f != 'no_choices':
+                        out['choices'] = [{'index': 0, 'finish_reason': 'stop', 'message': {'role': 'assistant', 'content': content}}]
+                    out['usage'] = {'prompt_tokens': 1, 'completion_tokens': 1, 'total_tokens': 2}
+                    self._send(200, json.dumps(out).encode())
+                finally:
+                    with srv.lock: srv.in_flight -= 1
+        return H
+
+    def start(self):
+        self._srv = ThreadingHTTPServer(('127.0.0.1', 0), self._handler()); self._srv.daemon_threads = True
+        self._thread = threading.Thread(target=self._srv.serve_forever, daemon=True); self._thread.start()
+        return self
+    @property
+    def base_url(self) -> str: return f"http://127.0.0.1:{self._srv.server_address[1]}/v1"
+    def captions(self) -> list: return [_caption_of(b.get('messages', [])) for b in self.bodies]
+    def stop(self):
+        if self._srv: self._srv.shutdown(); self._srv.server_close(); self._srv = None
+    def __enter__(self): return self.start()
+    def __exit__(self, *a): self.stop()
+
+# %% ../nbs/90_testing.ipynb #bb01b0cc
+def tiny_causal_lm(path:Path|str, # folder to write (config, weights, tokenizer)
+                   words:Sequence[str]=(), # extra words of the word-level vocabulary
+                   seed:int=0,
+                  ) -> Path:
+    "Save a tiny randomly initialised GPT-2 with a word-level tokenizer to `path` (for tests; no download)."
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+    base = ['<pad>', '<unk>', '<eos>', 'look', 'at', 'the', 'a', 'ball', 'dog', 'yes', 'no', '!', '?', 'caption', ':', 'what',
+            'parent', 'says', 'to', 'two-year-old', 'something', 'sees', 'every', 'day', '(', ')', 'or']
+    vocab = {w: i for i, w in enumerate(dict.fromkeys([*base, *(w.lower() for w in words)]))}
+    tk = Tokenizer(models.WordLevel(vocab, unk_token='<unk>')); tk.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok = PreTrainedTokenizerFast(tokenizer_object=tk, unk_token='<unk>', pad_token='<pad>', eos_token='<eos>')
+    torch.manual_seed(seed)
+    lm = GPT2LMHeadModel(GPT2Config(vocab_size=len(vocab), n_positions=128, n_embd=32, n_layer=1, n_head=2,
+                                    bos_token_id=2, eos_token_id=2, pad_token_id=0))
+    path = Path(path); lm.save_pretrained(path); tok.save_pretrained(path)
+    return path
+
+# %% ../nbs/90_testing.ipynb #67a2205a
+def clustered_embeddings(n_home:int, # in-domain items
+                         n_cand:int, # candidates
+                         dim:int=512, # embedding size
+                         n_clusters:int=200, # clusters in the candidate pool
+                         home_clusters:float=0.3, # share of the clusters the in-domain items come from
+                         noise:float=0.6, # within-cluster spread relative to the centres
+                         seed:int=0,
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    "Synthetic unit embeddings: candidates from all clusters, in-domain items from a subset (a domain shift)."
+    g = torch.Generator().manual_seed(seed)
+    centres = F.normalize(torch.randn(n_clusters, dim, generator=g), dim=-1)
+    hc = max(1, int(home_clusters*n_clusters))
+    def draw(n, ncl):
+        out = torch.empty(n, dim)
+        for i in range(0, n, 65536):
+            b = min(65536, n - i); lab = torch.randint(0, ncl, (b,), generator=g)
+            out[i:i + b] = F.normalize(centres[lab] + noise*torch.randn(b, dim, generator=g)/math.sqrt(dim), dim=-1)
+        return out.numpy()
+    return draw(n_home, hc), draw(n_cand, n_clusters)
+
+# %% ../nbs/90_testing.ipynb #c82d8e33
+class RandomLiT(torch.nn.Module):
+    "A LiT-style model, untrained: seeded random linear heads over frozen encoders (for examples and tests)."
+    def __init__(self, encoders, # `babyvlm.pretrained.FrozenEncoders` (or anything with its attributes)
+                 dim:int=32, # joint embedding size
+                 seed:int=0, # seeds the heads
+                ):
+        super().__init__()
+        self.encoders, self.image_size = encoders, encoders.image_size
+        self.preprocess, self.tokenize = encoders.preprocess, encoders.tokenize
+        self.image_head, self.text_head = torch.nn.Linear(encoders.img_dim, dim), torch.nn.Linear(encoders.txt_dim, dim)
+        g = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for h in (self.image_head, self.text_head):
+                h.weight.copy_(torch.randn(h.weight.shape, generator=g)/math.sqrt(h.in_features)); h.bias.zero_()
+    def image_features(self, x:torch.Tensor) -> torch.Tensor: return self.encoders.image_features(x)
+    def text_features(self, texts) -> torch.Tensor: return self.encoders.text_features(texts)
+    def encode_image(self, x:torch.Tensor) -> torch.Tensor: return self.image_head(self.image_features(x))
+    def encode_text(self, texts) -> torch.Tensor: return self.text_head(self.text_features(texts))
+
+# %% ../nbs/90_testing.ipynb #e188be71
+def write_dino_fixture(path, # where to write the `.pth`
+                       arch:str='resnet18', # torchvision architecture
+                       seed:int=0, # initialisation seed
+                      ):
+    "A randomly initialised checkpoint in the DINO layout (`teacher`/`student` with `module.backbone.` keys and a `head`)."
+    import torch, torchvision
+    from pathlib import Path
+    torch.manual_seed(seed)
+    m = getattr(torchvision.models, arch)(weights=None); m.fc = torch.nn.Identity()
+    sd = {f'module.backbone.{k}': v for k, v in m.state_dict().items()}
+    sd['module.head.mlp.0.weight'] = torch.zeros(4, 4); sd['module.head.last_layer.weight_g'] = torch.ones(4, 1)
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(dict(teacher=sd, student=dict(sd), epoch=1), path)
+    return path

@@ -34,6 +34,7 @@ def main():
     from babyvlm.core import set_offline, seed_everything
     from babyvlm.study import load_params, run_training_data
     from babyvlm.world import build_world
+    from babyvlm.items import build_benchmarks
     from babyvlm.text import build_vocab
     from babyvlm.models.contrastive import create_contrastive, load_contrastive, image_preprocess
     from babyvlm.evaluate import ContrastiveScorer, evaluate_items, retrieval_captioner, BENCHMARKS
@@ -41,7 +42,8 @@ def main():
     p = load_params(a.profile, 'home')
     cfg = replace(p.eval, n_boot=200)
     world = build_world(p.world, progress=False)
-    benchmarks = {n: world.benchmark(n) for n in world.manifest['benchmarks']}
+    bench = build_benchmarks(world, progress=False)
+    benchmarks = {n: bench[n] for n in bench.names}
     if a.run: model, vocab = load_contrastive(a.run)
     else:
         train_ds, _ = run_training_data(world, p.data, 0)

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Time distribution matching (babyvlm.transfer.match_distribution, sparse path) at the paper's scale on synthetic
+"""Time distribution matching (babyvlm.matching.match_distribution, sparse path) at the paper's scale on synthetic
 clustered embeddings, measure its optimality gap against the exact Hungarian optimum on subproblems, and state what
 the dense Hungarian would cost.
 
@@ -40,7 +40,8 @@ def main():
     a = ap.parse_args()
     import torch
     torch.set_num_threads(a.threads)
-    from babyvlm.transfer import clustered_embeddings, match_distribution, matching_gap, _exact, _unit, knn_topk, knn_precision
+    from babyvlm.matching import match_distribution, matching_gap, _exact, _unit, knn_topk, knn_precision
+    from babyvlm.testing import clustered_embeddings
     n, m = max(10, int(a.n_home*a.scale)), max(100, int(a.n_cand*a.scale))
     prec = knn_precision(a.precision)
     print(f"matching {n:,} x {m:,} x {a.dim} (scale {a.scale}), {a.threads} thread(s), k={a.k} (up to {a.k_max}), {prec} kNN products; "

@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """Throughput of the `openai` rewriting backend (babyvlm.transfer.OpenAIBackend) against the local fake endpoint
-(babyvlm.transfer.FakeChatServer) with simulated latency, compared with what the concurrency limit allows
+(babyvlm.testing.FakeChatServer) with simulated latency, compared with what the concurrency limit allows
 (max_concurrency / latency requests per second): the ratio shows the client's overhead and whether the bound holds.
 The endpoint runs in a child process, as a real server does, so its threads do not compete with the client's for
 the GIL.
@@ -14,7 +14,7 @@ from pathlib import Path
 
 def _serve(conn, latency, share):
     "The fake endpoint in its own process, as a real server is (its threads then do not share the client's GIL)."
-    from babyvlm.transfer import FakeChatServer
+    from babyvlm.testing import FakeChatServer
     rng = random.Random(0)
     faults = (lambda i, b: '429' if rng.random() < share else None) if share else None
     with FakeChatServer(latency=latency, faults=faults) as srv:

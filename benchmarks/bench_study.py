@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Time the stages of the embedded study on this machine and print a table.
 
-  world building     images composed per second (home + web + Labeled-S images, fresh cache, assets reused)
+  world building     images composed per second (home + web images, fresh cache, assets reused)
+  benchmark building images rendered per second (Labeled-S, VTWT, Baby Winoground edits, captioning, real photos)
   training           optimizer steps/s and samples/s of the profile's contrastive model (evaluation excluded)
   evaluation         Labeled-S trials/s and image-text pairs/s with the contrastive scorer
   input pipeline     images/s of decoding (PNG -> uint8 tensor) and of the paper's augmentation + normalisation alone,
@@ -25,6 +26,7 @@ def main():
     from babyvlm.study import load_params, run_training_data
     from babyvlm.assets import fetch_assets
     from babyvlm.world import build_world
+    from babyvlm.items import build_benchmarks
     from babyvlm.text import build_vocab
     from babyvlm.models.contrastive import create_contrastive, image_preprocess
     from babyvlm.train import train_contrastive, pair_tensors, make_augment, augment_batch, normalize, sample_seeds
@@ -38,9 +40,12 @@ def main():
         (tmp_cache/'assets').symlink_to(cache_dir()/'assets')   # reuse the fetched packs, build the world afresh
         wc = replace(p.world, n_home_train=a.home, n_home_val=a.home // 10, n_web=a.home // 4, n_web_val=a.home // 20)
         t0 = time.perf_counter(); world = build_world(wc, cache=tmp_cache, progress=False); dt = time.perf_counter() - t0
-        n_img = sum(world.manifest['counts'][k] for k in ('home_train', 'home_validation', 'web_train', 'web_validation')) \
-            + 4 * world.manifest['counts']['labeled_s_trials']
+        n_img = sum(world.manifest['counts'][k] for k in ('home_train', 'home_validation', 'web_train', 'web_validation'))
         rows.append(('world building', f'{n_img} images, {wc.image_size} px', f'{n_img / dt:.0f} images/s', f'{dt:.1f} s'))
+        t0 = time.perf_counter(); bench = build_benchmarks(world, progress=False); dt = time.perf_counter() - t0
+        c = bench.manifest['counts']
+        n_img = 4 * (c['labeled_s_trials'] + c['real_photo_trials']) + c['vtwt_items'] + c['baby_winoground_instances'] + c['caption_images']
+        rows.append(('benchmark building', f'{n_img} images, {wc.image_size} px', f'{n_img / dt:.0f} images/s', f'{dt:.1f} s'))
 
         train_ds, val_ds = run_training_data(world, p.data, 0)
         vocab = build_vocab(train_ds['text']); model = create_contrastive(p.model, vocab)
@@ -61,7 +66,7 @@ def main():
                      f'decode {dec:.0f} images/s, augment {au:.0f} images/s = {min(dec, au) / r.train_samples_per_s:.1f}x '
                      f'the training step', f'{dt_dec + dt_aug:.1f} s'))
 
-        trials = world.labeled_s
+        trials = bench.labeled_s
         scorer = ContrastiveScorer(model, vocab, image_preprocess(model), p.eval.batch_size)
         t0 = time.perf_counter(); m, _ = evaluate_labeled_s(scorer, trials, replace(p.eval, n_boot=200)); dt = time.perf_counter() - t0
         rows.append(('evaluation (Labeled-S)', f'{len(trials)} trials x 4 images', f'{len(trials) / dt:.0f} trials/s = {4 * len(trials) / dt:.0f} pairs/s',

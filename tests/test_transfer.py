@@ -1,14 +1,16 @@
-"Transfer pipeline: filtering, rewriting backends (rules / OpenAI-compatible / local LM) with faults and resume, relevance, matching."
+"""Transfer pipeline (babyvlm.transfer, babyvlm.matching): filtering, rewriting backends (rules / OpenAI-compatible / local LM)
+with faults and resume, relevance, matching, the whole pipeline."""
 import collections, itertools, json, os
 from pathlib import Path
 import numpy as np, pytest, torch
 import datasets
 from PIL import Image
 from babyvlm.core import ParamsError
-from babyvlm.transfer import (FakeChatServer, fake_reply, OpenAIBackend, HFBackend, RulesBackend, JsonlCache, load_prompts,
-                              rewrite_captions, relevance_filter, filter_pairs, match_distribution, knn_topk, matching_gap,
-                              clustered_embeddings, random_baseline, transfer_stats, sentence_form, dataset_fingerprint,
-                              tiny_causal_lm, build_transferred, TransferConfig, step_dir)
+from babyvlm.transfer import (OpenAIBackend, HFBackend, RulesBackend, JsonlCache, load_prompts, rewrite_captions, relevance_filter,
+                              filter_pairs, random_baseline, transfer_stats, sentence_form, dataset_fingerprint, TransferConfig,
+                              step_dir, ReferenceScorer, scorer_key)
+from babyvlm.matching import match_distribution, knn_topk, matching_gap, build_transferred, EffNetEmbedder, embed_images
+from babyvlm.testing import FakeChatServer, fake_reply, tiny_causal_lm, clustered_embeddings
 
 torch.set_num_threads(1)
 KEY_ENV, KEY = 'BABYVLM_TEST_KEY', 'sk-test-SECRET-7f3a9c-never-store'
@@ -216,9 +218,21 @@ class MeanColour:
         return np.stack([np.asarray(im.convert('RGB').resize((4, 4)), dtype=np.float32).ravel()/255 + 1e-3 for im in images])
 
 
-def test_build_transferred_plumbing(tmp_path):
+def tiny_world():
     from babyvlm.world import build_world, WorldConfig
-    world = build_world(WorldConfig(n_home_train=110, n_home_val=44, n_web=200, n_web_val=40, labeled_s_per_category=2, seed=3), progress=False)
+    return build_world(WorldConfig(n_home_train=110, n_home_val=44, n_web=200, n_web_val=40, labeled_s_per_category=2, seed=3), progress=False)
+
+
+def lit_reference(world, cfg, cache=None):
+    "The study's kind of scorer and embedder: a LiT reference (pretrained encoders from the asset cache, seeded heads) at cfg.image_size."
+    from babyvlm.models.reference import ReferenceConfig, create_reference
+    torch.manual_seed(cfg.seed)
+    model = create_reference(ReferenceConfig(image_size=cfg.image_size)).eval()
+    return ReferenceScorer(model, cache=cache), EffNetEmbedder(reference=model, cache=cache)
+
+
+def test_build_transferred_plumbing(tmp_path):
+    world = tiny_world()
     cfg = TransferConfig(filter_quantile=0.5, match_method='sparse', match_k=4)
     out, rep = build_transferred(world, cfg, scorer=LenScorer(), embedder=MeanColour(), cache=tmp_path, progress=False)
     c = rep['counts']
@@ -230,3 +244,29 @@ def test_build_transferred_plumbing(tmp_path):
     again = build_transferred(world, cfg, scorer=LenScorer(), embedder=MeanColour(), cache=tmp_path, progress=False)[1]
     assert all(again['steps'][s]['cached'] for s in ('filter', 'rewrite', 'relevance'))
     assert list(random_baseline(world.web['train'], 10, 1)[0]['text']) == list(random_baseline(world.web['train'], 10, 1)[0]['text'])
+
+
+def test_build_transferred_needs_scorer_and_embedder():
+    with pytest.raises(TypeError, match='scorer and embedder must be given'): build_transferred(object(), None, None, None)
+    with pytest.raises(TypeError, match='embedder must be given'): build_transferred(object(), None, LenScorer(), None)
+
+
+def test_build_transferred_with_the_reference(tmp_path):
+    "The study's scorer and embedder: both scoring paths agree, and the step caches are keyed by their identities."
+    world = tiny_world()
+    cfg = TransferConfig(filter_quantile=0.3, image_size=64)
+    scorer, embedder = lit_reference(world, cfg, tmp_path)
+    home = world.home['train']; few = home.select(range(6)); b = few[:]
+    assert np.allclose(scorer.score(b['image'], b['text']), scorer.score_dataset(few), atol=1e-4)
+    assert scorer_key(scorer) == scorer.key and scorer.key.startswith('lit-reference:64:') and embedder.key == 'effnet-lite0:64'
+    out, rep = build_transferred(world, cfg, scorer, embedder, cache=tmp_path, progress=False)
+    assert rep['steps']['filter']['scorer'] == scorer.key and rep['counts']['home_kept'] in range(75, 79)
+    emb = step_dir('embed', dict(data=dataset_fingerprint(home.select_columns(['image'])), embedder=embedder.key), tmp_path)/'emb.npy'
+    assert emb.exists()                                                # matching's embeddings, under the embedder's key
+    direct = embed_images(few, EffNetEmbedder(image_size=64), cache=tmp_path/'direct')   # the encoder itself, not the feature cache
+    assert np.allclose(direct, np.load(emb)[:6], atol=1e-4)
+    with torch.no_grad(): scorer.model.image_head.bias.add_(0.01)     # other heads: another scorer key
+    other = ReferenceScorer(scorer.model, cache=tmp_path)
+    assert other.key != scorer.key
+    rep2 = build_transferred(world, cfg, other, embedder, cache=tmp_path, progress=False)[1]
+    assert not rep2['steps']['filter']['cached'] and rep2['steps']['rewrite']['cached'] and rep2['steps']['filter']['scorer'] == other.key

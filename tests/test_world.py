@@ -1,16 +1,16 @@
-"The embedded world: disjoint asset groups, determinism, clear errors."
-import io
+"The embedded world: disjoint asset groups, determinism, clear errors, and its place in the pipeline."
+import ast
 from dataclasses import asdict
 from pathlib import Path
 import numpy as np, pytest, datasets
 from PIL import Image
 from babyvlm.core import stable_hash
 from babyvlm.assets import asset_index, assets_dir, AssetError, LABELED_S_CATEGORIES
-from babyvlm.world import (WorldConfig, World, build_world, split_groups, make_pools, AssetStore, check_images,
-                           PAIR_FEATURES, TRIAL_FEATURES)
-from babyvlm.benchmarks import trials_from_dataset, LabeledSTrial
+from babyvlm.compose import split_groups, make_pools, AssetStore, PAIR_FEATURES, parallel_map
+from babyvlm.world import WorldConfig, World, build_world, world_assets, check_images
 
 TINY = WorldConfig(n_home_train=110, n_home_val=44, n_web=60, n_web_val=20, labeled_s_per_category=2, seed=3)
+PKG = Path(__file__).resolve().parents[1]/'babyvlm'
 
 @pytest.fixture(scope='module')
 def world(): return build_world(TINY, progress=False)
@@ -23,15 +23,14 @@ def test_contract_columns(world):
             assert isinstance(x['image'], Image.Image) and x['image'].size == (64, 64) and x['image'].mode == 'RGB'
             assert {'image', 'text', 'category', 'asset_id', 'aligned'} <= set(x)
     assert set(world.home['train']['category']) == set(LABELED_S_CATEGORIES)
-    t = world.labeled_s
-    assert len(t) == 22*2 and all(isinstance(x, LabeledSTrial) and len(x.images) == 4 for x in t)
-    assert all(x.categories[x.target] == x.target_category for x in t)
-    assert world.root.name == stable_hash(asdict(TINY))
+    assert world.root.name == stable_hash(asdict(TINY)) and world.config == TINY
     assert world.manifest['counts']['home_train'] == 110
+    assert not {'labeled_s', 'vtwt', 'real_photos'} & {p.name for p in world.root.iterdir()}   # benchmarks: the next stage
+    assert 'benchmarks' not in world.manifest
 
 def test_asset_groups_disjoint(world):
     g = lambda ds: set(ds['group'])
-    train, val, test = g(world.home['train']), g(world.home['validation']), g(world.benchmark_dataset('labeled_s'))
+    train, val, test = g(world.home['train']), g(world.home['validation']), set(world.manifest['groups']['test'])
     assert train and val and test
     assert not (train & val) and not (train & test) and not (val & test)
     assert not (g(world.web['train']) & test) and not (g(world.web['validation']) & test)
@@ -39,20 +38,25 @@ def test_asset_groups_disjoint(world):
     assert not (set(m['train']) & set(m['test'])) and not (set(m['val']) & set(m['test']))
 
 def test_every_split_has_every_category():
-    idx = asset_index(); so = split_groups(idx, WorldConfig())
+    idx = asset_index(); so = split_groups(idx, 0, 0.25, 0.15)
     for s in ('train', 'val', 'test'):
         p = make_pools(idx, so, s)
         assert all(p.objects.get(c) for c in LABELED_S_CATEGORIES), s
         assert p.textures.get('floor') and p.distractors
 
+def test_world_assets_follow_the_config():
+    wa = world_assets(TINY)
+    assert wa.split_of == split_groups(wa.index, TINY.seed, TINY.test_share, TINY.val_share)
+    assert wa.store.maxside == 96 and set(wa.pools) == {'train', 'val', 'test'}
+
 def test_determinism(world, tmp_path):
     (tmp_path/'assets').symlink_to(assets_dir())
     w2 = build_world(TINY, cache=tmp_path, progress=False, workers=2)
-    assert w2.root.name == world.root.name
+    assert w2.root.name == world.root.name and w2.cache == tmp_path
     for i in (0, 1, 50):
         assert np.array_equal(np.asarray(w2.home['train'][i]['image']), np.asarray(world.home['train'][i]['image']))
     assert w2.home['train']['text'] == world.home['train']['text']
-    assert [np.asarray(im).tobytes() for im in w2.labeled_s[3].images] == [np.asarray(im).tobytes() for im in world.labeled_s[3].images]
+    assert w2.web['train']['text'] == world.web['train']['text']
 
 def test_reuse_and_incomplete(world, tmp_path):
     assert build_world(TINY, progress=False).root == world.root
@@ -63,10 +67,6 @@ def test_corrupt_image_in_dataset_is_named(world):
     rows['image'][1] = {'bytes': b'garbage', 'path': None}
     with pytest.raises(ValueError, match=r'home/train: row 1 \(asset'):
         check_images(datasets.Dataset.from_dict(rows, features=PAIR_FEATURES), 'home/train')
-    ls = world.benchmark_dataset('labeled_s').select(range(8)).cast_column('image', datasets.Image(decode=False)).to_dict()
-    ls['image'][6] = {'bytes': b'garbage', 'path': None}
-    with pytest.raises(ValueError, match='trial 1, position 2'):
-        trials_from_dataset(datasets.Dataset.from_dict(ls, features=TRIAL_FEATURES))
 
 def test_corrupt_asset_file_is_named(tmp_path):
     idx = asset_index(); r = next(x for x in idx if x['asset_id'] == 'qabcs-data/doll')
@@ -78,8 +78,27 @@ def test_misaligned_share(world):
     assert all(t == t.lower() for t in world.home['train']['text'])
 
 def test_parallel_composing_is_identical():
-    from babyvlm.world import _map, _home_row
-    idx = asset_index(); cfg = WorldConfig(seed=5); so = split_groups(idx, cfg)
+    from babyvlm.world import _home_row
+    idx = asset_index(); cfg = WorldConfig(seed=5); so = split_groups(idx, cfg.seed, cfg.test_share, cfg.val_share)
     pools = make_pools(idx, so, 'train'); store = AssetStore(assets_dir(), idx, 96)
     f = lambda i: _home_row(i, pools, store, cfg, 1)
-    assert _map(f, 240, 2) == _map(f, 240, 1)
+    assert parallel_map(f, 240, 2) == parallel_map(f, 240, 1)
+
+def _imported(module):
+    "The babyvlm modules `module` imports (at top level or inside functions), as (module, names)."
+    out = []
+    for n in ast.walk(ast.parse((PKG/f'{module}.py').read_text())):
+        if isinstance(n, ast.ImportFrom):
+            m = ('babyvlm.' if n.level else '') + (n.module or '')
+            if m.startswith('babyvlm'): out.append((m, [a.name for a in n.names]))
+        elif isinstance(n, ast.Import): out += [(a.name, []) for a in n.names if a.name.startswith('babyvlm')]
+    return out
+
+def test_pipeline_order():
+    "assets -> compose -> world -> benchmarks -> items: no module imports a later stage, even lazily."
+    order = ['core', 'assets', 'compose', 'world', 'benchmarks', 'items']
+    for k, mod in enumerate(order):
+        later = {f'babyvlm.{m}' for m in order[k + 1:]}
+        bad = [m for m, _ in _imported(mod) if m in later]
+        assert not bad, f"babyvlm/{mod}.py imports {bad}, a later stage"
+    assert not [m for m, _ in _imported('world') if m in ('babyvlm.items', 'babyvlm.benchmarks')]
