@@ -7,7 +7,8 @@ from babyvlm.study import run_study, run_one, load_params, load_params_file, run
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 # the quick profile made smaller still, so the whole path runs in a couple of minutes on 2 cores
-TINY = ['train.max_steps=30', 'train.eval_every=15', 'train.ckpt_every=15', 'eval.n_boot=200',
+TINY = [f'{f}.train.{k}={v}' for f in ('contrastive', 'hybrid', 'reference') for k, v in (('max_steps', 30), ('eval_every', 15), ('ckpt_every', 15))] + [
+        'eval.n_boot=200',
         'world.labeled_s_per_category=10', 'world.n_vtwt=60', 'world.n_winoground=24', 'world.n_captions=22',
         'world.n_web=200', 'world.real_photo_trials_per_image=1']
 
@@ -18,7 +19,7 @@ def params_root(tmp_path_factory):
     root = tmp_path_factory.mktemp('params')
     shutil.copytree(ROOT/'params', root, dirs_exist_ok=True)
     (root/'conditions'/'broken.yaml').write_text('description: a model config that does not exist\n'
-                                                 'family: contrastive\ndata:\n  sources: [home]\nmodel:\n  arch: no-such-architecture\n')
+                                                 'family: contrastive\ndata:\n  sources: [home]\ncontrastive:\n  model:\n    arch: no-such-architecture\n')
     return root
 
 
@@ -50,7 +51,7 @@ def test_study_writes_runs_and_report(study):
         assert (home/f).exists(), f
     prov = json.loads((home/'provenance.json').read_text())
     assert {'git', 'packages', 'world_hash'} <= set(prov)
-    assert load_params_file(home/'params.yaml').train.max_steps == 30
+    assert load_params_file(home/'params.yaml').contrastive.train.max_steps == 30
     html = (sd/'report.html').read_text()
     assert 'Labeled-S' in html and 'broken' in html
 
@@ -62,15 +63,19 @@ def test_every_benchmark_control_and_reference(study):
     assert home['vtwt']['n_items'] == 60 and home['baby_winoground']['n_items'] == 24
     assert home['saycam_caption']['n_items'] == 22 and home['real_photos']['benchmark'] == 'real_photos'
     assert set(home['vtwt']['per_kind']) <= {'first', 'second', 'both'} and home['vtwt']['per_word_class']
-    blind = home['controls']['blind']
-    assert blind['baby_winoground']['group']['accuracy'] == 0.0   # a text-only scorer ties on every instance
-    assert 0.0 <= blind['vtwt']['accuracy'] <= 1.0 and blind['saycam_caption']['meteor'] >= 0
+    for ctl in ('blind', 'text_prior'):   # the model without its image (a grey picture for CVCL), and a bigram of the utterances
+        c = home['controls'][ctl]
+        assert c['baby_winoground']['group']['accuracy'] == 0.0   # one image for both: every image comparison ties
+        assert 0.0 <= c['vtwt']['accuracy'] <= 1.0 and c['saycam_caption']['meteor'] >= 0
+    gen = json.loads((run_dir(sd, 'home-generative', 0)/'metrics.json').read_text())
+    assert gen['family'] == 'generative' and gen['caption_kind'] == 'generated' and 'blind' in gen['controls']
     for f in ['vtwt_predictions.jsonl', 'baby_winoground_predictions.jsonl', 'saycam_caption_predictions.jsonl']:
         assert (run_dir(sd, 'home', 0)/f).exists(), f
     ref = json.loads((run_dir(sd, 'reference', 0)/'metrics.json').read_text())
     assert ref['family'] == 'reference' and 0 <= ref['labeled_s']['accuracy'] <= 1
     html = (sd/'report.html').read_text()
-    for s in ['Main table', 'reference (upper bound), reference', 'blind (text only), home utterances', 'CVCL, home', 'Wino group',
+    for s in ['Main table', 'reference (upper bound), reference', 'text prior (no image), home utterances', 'CVCL, home', 'Wino group',
+              'BabyLLaVA, home', 'CoCa hybrid, home', 'with and without its image',
               'Caption METEOR', 'Real photos', 'paper: CVCL, SAYCam only']:
         assert s in html, s
 
@@ -85,13 +90,28 @@ def test_failed_run_is_recorded_and_not_complete(study):
     assert [r['condition'] for r in collect_runs(sd) if r['metrics'] is None] == ['broken']
 
 
-def test_same_params_and_seed_give_identical_metrics(study, tmp_path):
-    "Rerun the successful condition from scratch in a new folder: metrics.json must be byte-identical."
-    first = run_dir(study['study_dir'], 'home', 0)
-    p = load_params('quick', 'home', 0, TINY)
+@pytest.mark.parametrize('family,condition,run', [('contrastive', 'home', 'home'), ('generative', 'home', 'home-generative'),
+                                                   ('hybrid', 'home', 'home-hybrid'), ('reference', 'reference', 'reference')])
+def test_same_params_and_seed_give_identical_metrics(study, tmp_path, family, condition, run):
+    "Rerun each family's run from scratch in a new folder: metrics.json must be byte-identical."
+    first = run_dir(study['study_dir'], run, 0)
+    p = load_params('quick', condition, 0, TINY + ['jobs=1', f'family={family}'])
     st = run_one(p, tmp_path/'again')
     assert st['status'] == 'ok', st.get('error')
     assert (tmp_path/'again'/'metrics.json').read_bytes() == (first/'metrics.json').read_bytes()
+
+
+@pytest.mark.parametrize('run', ['home-generative', 'home-hybrid', 'home', 'reference'])
+def test_cli_evaluate_scores_a_study_run_folder(study, tmp_path, run):
+    "`babyvlm evaluate --run` scores a run folder of any family on its own world with the study's scoring code."
+    d = run_dir(study['study_dir'], run, 0)
+    r = subprocess.run([str(BIN/'babyvlm'), 'evaluate', '--run', str(d), '--out', str(tmp_path)], capture_output=True, text=True,
+                       env={**__import__('os').environ, 'BABYVLM_THREADS': '2'})
+    assert r.returncode == 0, r.stdout + r.stderr
+    mine, theirs = json.loads((tmp_path/'metrics.json').read_text()), json.loads((d/'metrics.json').read_text())
+    for b in ('labeled_s', 'vtwt', 'baby_winoground', 'saycam_caption', 'real_photos'):
+        assert mine[b] == theirs[b], b
+    assert mine['controls'] == theirs['controls'] and mine['family'] == theirs['family']
 
 
 def test_cli_help_explains_options():
@@ -125,10 +145,11 @@ def test_families_and_run_names():
     assert [run_name('home', f) for f in ('contrastive', 'generative', 'reference')] == ['home', 'home-generative', 'home']
     with pytest.raises(ParamsError, match="family 'diffusion' is unknown"):
         load_params('quick', 'home', 0, ['family=diffusion'])
-    # phase sections given in part keep their phase defaults, and every phase takes the run's seed
-    q = load_params('quick', 'home', 7, ['generative_train.projector.max_steps=5'])
-    assert q.generative_train.projector.max_steps == 5 and q.generative_train.projector.seed == 7
-    assert q.generative_train.language.seed == 7 and q.ssl_train.seed == 7
+    # phase sections given in part keep their phase defaults, and every training section takes the run's seed
+    q = load_params('quick', 'home', 7, ['generative.projector.max_steps=5'])
+    assert q.generative.projector.max_steps == 5 and q.generative.projector.seed == 7 and q.generative.projector.betas == (0.9, 0.95)
+    assert q.generative.language.seed == 7 and q.generative.ssl_train.seed == 7 and q.contrastive.train.seed == 7
+    assert q.hybrid.train.seed == 7 and q.reference.train.seed == 7
 
 
 def test_transfer_conditions_load():
