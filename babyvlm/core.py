@@ -12,7 +12,7 @@ import numpy as np
 
 # %% auto #0
 __all__ = ['PACKAGE_DIR', 'REFERENCE_VOCAB', 'PROVENANCE_PACKAGES', 'project_root', 'cache_dir', 'shared_dir', 'set_offline',
-           'seed_everything', 'stable_hash', 'ParamsError', 'config_from_dict', 'deep_merge', 'read_yaml', 'params_dir',
+           'seed_everything', 'stable_hash', 'deep_merge', 'ParamsError', 'config_from_dict', 'read_yaml', 'params_dir',
            'layer_file', 'parse_override', 'merge_layers', 'git_info', 'provenance']
 
 # %% ../nbs/00_core.ipynb #2f9d39ff
@@ -75,6 +75,15 @@ def stable_hash(obj, # a dataclass, dict, list or scalar
     return hashlib.sha256(s.encode()).hexdigest()[:n]
 
 # %% ../nbs/00_core.ipynb #6c4dc730
+def deep_merge(base:dict, # lower layer
+               over:dict, # higher layer: its values win, mappings merge recursively
+              ) -> dict:
+    "Merge `over` into a copy of `base`, recursively for nested mappings."
+    out = dict(base)
+    for k, v in (over or {}).items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
 class ParamsError(ValueError):
     "A parameter file or override that does not match the typed parameters."
 
@@ -144,15 +153,6 @@ def config_from_dict(cls, # a dataclass type
     return cls(**out)
 
 # %% ../nbs/00_core.ipynb #b75fda14
-def deep_merge(base:dict, # lower layer
-               over:dict, # higher layer: its values win, mappings merge recursively
-              ) -> dict:
-    "Merge `over` into a copy of `base`, recursively for nested mappings."
-    out = dict(base)
-    for k, v in (over or {}).items():
-        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
 def read_yaml(path:Path|str) -> dict:
     "Read a YAML mapping from `path`, with errors that name the file."
     import yaml
