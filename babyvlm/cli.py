@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument('--babylmms', type=Path, metavar='DIR', help="score the paper's item files in DIR instead (needs --images)")
     e.add_argument('--images', type=Path, metavar='DIR', help='image root of the item files (SAYCam frames)')
     e.add_argument('--benchmarks', nargs='+', metavar='NAME', help='benchmarks to score (default: every one available)')
-    e.add_argument('--batch-size', type=int, default=64, help='scorer batch size (scores do not depend on it; default: %(default)s)')
+    e.add_argument('--batch-size', type=int, help="scorer batch size (scores do not depend on it; default: the run's, else 64)")
     e.add_argument('--out', type=Path, required=True, metavar='DIR', help='folder for the metrics and predictions')
     return ap
 
@@ -91,18 +91,20 @@ def _evaluate(args) -> int:
     from babyvlm.evaluate import EvalConfig, ContrastiveScorer, evaluate_items, retrieval_captioner, write_results
     set_offline(); seed_everything(0)   # (fixes torch's CPU threads, as in a study run: float rounding depends on them)
     if args.babylmms and not args.images: return _fail("evaluate: --babylmms needs --images")
-    cfg = EvalConfig(batch_size=args.batch_size)
+    from dataclasses import replace
+    from babyvlm.study import load_params, load_params_file
+    own = Path(args.run)/'params.yaml' if args.run else None
+    own_p = load_params_file(own) if own is not None and own.exists() else None   # a run folder is scored as its study scored it
+    cfg = own_p.eval if own_p is not None else EvalConfig()
+    if args.batch_size: cfg = replace(cfg, batch_size=args.batch_size)
     world = None
     if args.babylmms:
         from babyvlm.benchmarks import load_babylmms
         items = load_babylmms(args.babylmms, args.images, args.benchmarks)
     else:
-        from babyvlm.study import load_params, load_params_file
         from babyvlm.world import build_world
         from babyvlm.items import build_benchmarks
-        own = Path(args.run)/'params.yaml' if args.run else None
-        wcfg = (load_params_file(own).world if own is not None and own.exists() and not args.profile
-                else load_params(args.profile or 'quick').world)   # a run folder is scored on its own world
+        wcfg = own_p.world if own_p is not None and not args.profile else load_params(args.profile or 'quick').world   # its own world
         world = build_world(wcfg, progress=False)
         bench = build_benchmarks(world, progress=False)
         names = args.benchmarks or bench.names

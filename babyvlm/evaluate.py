@@ -19,10 +19,10 @@ from .models.generative import build_labels, lm_loss, token_ce, greedy_decode
 
 # %% auto #0
 __all__ = ['WINOGROUND_CHANCE', 'BENCHMARKS', 'GENERATIVE_BENCHMARKS', 'Scorer', 'ContrastiveScorer', 'greedy_captions',
-           'GenerativeScorer', 'CoCaScorer', 'BlankImageScorer', 'bootstrap_ci', 'EvalConfig', 'evaluate_labeled_s',
-           'evaluate_vtwt', 'winoground_outcomes', 'evaluate_winoground', 'meteor_tokens', 'tokens_may_differ',
-           'meteor', 'evaluate_captioning', 'write_results', 'evaluate_real_photos', 'evaluate_items', 'evaluate',
-           'TextPriorScorer', 'retrieval_captioner', 'frequent_captioner']
+           'LikelihoodScorer', 'GenerativeScorer', 'CoCaScorer', 'BlankImageScorer', 'bootstrap_ci', 'EvalConfig',
+           'evaluate_labeled_s', 'evaluate_vtwt', 'winoground_outcomes', 'evaluate_winoground', 'meteor_tokens',
+           'tokens_may_differ', 'meteor', 'evaluate_captioning', 'write_results', 'evaluate_real_photos',
+           'evaluate_items', 'evaluate', 'TextPriorScorer', 'retrieval_captioner', 'frequent_captioner']
 
 # %% ../nbs/31_evaluate.ipynb #7f369859
 class Scorer(Protocol):
@@ -92,7 +92,34 @@ def greedy_captions(images:Sequence, # images to caption
 def _check_pairs_arg(images, texts):
     if len(images) != len(texts): raise ValueError(f"score: {len(images)} images but {len(texts)} texts (need one text per image)")
 
-class GenerativeScorer:
+class LikelihoodScorer:
+    "Shared by the generative scorers: minus the mean token cross-entropy of each text, batch by batch; greedy captions."
+    def __init__(self, model, tokenizer, batch_size:int=64, device=None):
+        self.model, self.tok, self.batch_size = model.eval(), tokenizer, int(batch_size)
+        self.device = device or next(model.parameters()).device
+        if self.batch_size < 1: raise ValueError(f"{type(self).__name__}: batch_size must be >= 1, got {batch_size}")
+
+    def _mean_ce(self, images, texts) -> torch.Tensor: raise NotImplementedError   # per text of one batch
+    def _next_logits(self, images) -> Callable: raise NotImplementedError          # prefix ids -> next-token logits
+
+    @torch.no_grad()
+    def score(self, images:Sequence[Image.Image], # images
+              texts:Sequence[str], # texts, one per image
+             ) -> np.ndarray:
+        "Minus the mean cross-entropy of each text's tokens and `<eos>` given its image."
+        _check_pairs_arg(images, texts)
+        out = [-self._mean_ce(images[i:i + self.batch_size], list(texts[i:i + self.batch_size])).double().cpu()
+               for i in range(0, len(texts), self.batch_size)]
+        return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.float64)
+
+    @torch.no_grad()
+    def generate(self, images:Sequence[Image.Image], # images to caption
+                 max_new_tokens:int=25, # most tokens per caption (`<eos>` included)
+                ) -> list[str]:
+        "Greedy captions from `<sos>` (after the image, for BabyLLaVA's empty prompt)."
+        return greedy_captions(images, self._next_logits, self.tok, self.batch_size, max_new_tokens, self.device)
+
+class GenerativeScorer(LikelihoodScorer):
     "Minus the mean per-token cross-entropy of a text (+`<eos>`) given the image (BabyLLaVA); greedy captions."
     def __init__(self,
                  model, # a `BabyLLaVA`
@@ -101,39 +128,22 @@ class GenerativeScorer:
                  blind:bool=False, # drop the image tokens (text-only control)
                  device:str|torch.device|None=None, # default: the model's device
                 ):
-        self.model, self.tok, self.batch_size, self.blind = model.eval(), tokenizer, int(batch_size), blind
-        self.device = device or next(model.parameters()).device
-        if self.batch_size < 1: raise ValueError(f"GenerativeScorer: batch_size must be >= 1, got {batch_size}")
+        super().__init__(model, tokenizer, batch_size, device); self.blind = blind
 
     def _features(self, images) -> torch.Tensor|None:
         if self.blind: return None
         return self.model.vision(uint8_batch([im.convert('RGB') for im in images], self.model.vision.image_size).to(self.device))
 
-    @torch.no_grad()
-    def score(self, images:Sequence[Image.Image], # images
-              texts:Sequence[str], # texts, one per image
-             ) -> np.ndarray:
-        "Minus the mean cross-entropy of each text's tokens and `<eos>` given its image."
-        _check_pairs_arg(images, texts)
-        out = []
-        for i in range(0, len(texts), self.batch_size):
-            ids = self.tok.encode(list(texts[i:i + self.batch_size]))[0].to(self.device)
-            f = self._features(images[i:i + self.batch_size])
-            lab = build_labels(ids, 0 if f is None else f.shape[1])
-            out.append(-lm_loss(self.model(ids, f), lab, per_row=True).double().cpu())
-        return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.float64)
+    def _mean_ce(self, images, texts):
+        ids = self.tok.encode(texts)[0].to(self.device)
+        f = self._features(images)
+        return lm_loss(self.model(ids, f), build_labels(ids, 0 if f is None else f.shape[1]), per_row=True)
 
-    @torch.no_grad()
-    def generate(self, images:Sequence[Image.Image], # images to caption
-                 max_new_tokens:int=25, # most tokens per caption (`<eos>` included)
-                ) -> list[str]:
-        "Greedy captions (empty prompt: the image tokens, then `<sos>`)."
-        def prepare(chunk):
-            f = self._features(chunk)
-            return lambda x: self.model(x, f)[:, -1]
-        return greedy_captions(images, prepare, self.tok, self.batch_size, max_new_tokens, self.device)
+    def _next_logits(self, images):
+        f = self._features(images)
+        return lambda x: self.model(x, f)[:, -1]
 
-class CoCaScorer:
+class CoCaScorer(LikelihoodScorer):
     "Minus the mean per-token cross-entropy of a text (+`<eos>`) from CoCa's decoder; greedy captions."
     def __init__(self,
                  model, # an `open_clip.CoCa` (`babyvlm.models.hybrid`)
@@ -142,35 +152,20 @@ class CoCaScorer:
                  device:str|torch.device|None=None, # default: the model's device
                 ):
         import open_clip
-        self.model, self.tok, self.batch_size = model.eval(), tokenizer, int(batch_size)
-        self.device = device or next(model.parameters()).device
+        super().__init__(model, tokenizer, batch_size, device)
         self.preprocess = open_clip.image_transform(model.image_size, is_train=False)
 
     def _images(self, images): return torch.stack([self.preprocess(im.convert('RGB')) for im in images]).to(self.device)
 
-    @torch.no_grad()
-    def score(self, images:Sequence[Image.Image], # images
-              texts:Sequence[str], # texts, one per image
-             ) -> np.ndarray:
-        "Minus the mean cross-entropy of each text's tokens and `<eos>` given its image."
-        _check_pairs_arg(images, texts)
-        out = []
-        for i in range(0, len(texts), self.batch_size):
-            ids = self.tok.encode(list(texts[i:i + self.batch_size]), pad_to=self.tok.context_length)[0].to(self.device)
-            o = self.model(self._images(images[i:i + self.batch_size]), ids)
-            s, n = token_ce(o['logits'], o['labels'].masked_fill(o['labels'] == PAD, -100))
-            out.append(-(s / n.clamp(min=1)).double().cpu())
-        return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.float64)
+    def _mean_ce(self, images, texts):
+        ids = self.tok.encode(texts, pad_to=self.tok.context_length)[0].to(self.device)   # CoCa's class token sits after the padding
+        o = self.model(self._images(images), ids)
+        s, n = token_ce(o['logits'], o['labels'].masked_fill(o['labels'] == PAD, -100))
+        return s / n.clamp(min=1)
 
-    @torch.no_grad()
-    def generate(self, images:Sequence[Image.Image], # images to caption
-                 max_new_tokens:int=25, # most tokens per caption (`<eos>` included)
-                ) -> list[str]:
-        "Greedy captions from `<sos>`."
-        def prepare(chunk):
-            x = self._images(chunk); lat, embs = self.model._encode_image(x)
-            return lambda ids: self.model(x, ids, image_latent=lat, image_embs=embs, output_labels=False)['logits'][:, -1]
-        return greedy_captions(images, prepare, self.tok, self.batch_size, max_new_tokens, self.device)
+    def _next_logits(self, images):
+        x = self._images(images); lat, embs = self.model._encode_image(x)
+        return lambda ids: self.model(x, ids, image_latent=lat, image_embs=embs, output_labels=False)['logits'][:, -1]
 
 class BlankImageScorer:
     "A scorer with every image replaced by one uniform grey picture: the model's preference among texts without the image."

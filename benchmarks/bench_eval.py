@@ -1,13 +1,15 @@
 #!/usr/bin/env python
-"""Evaluation throughput per benchmark for the contrastive model (and, with --reference, the upper-bound reference).
+"""Evaluation throughput per benchmark of a run folder of any family (through the registry), or of an untrained
+contrastive model (and, with --reference, the upper-bound reference).
 
-For every benchmark of the profile's embedded world: items/s and image-text pairs/s of the batched scorer on
+For every benchmark of the profile's embedded world: items/s and image-text pairs/s of the family's batched scorer on
 all items, then the same scorer with batch size 1 on the first --single items (how a one-request-at-a-time
-harness scores), the ratio, and whether the scores agree. The captioning row times retrieval captioning
-(the contrastive model's caption) plus METEOR.
+harness scores), the ratio, and whether the scores agree. The captioning row times the family's captioner
+(retrieval over the home training utterances for the contrastive families, greedy decoding for the generative ones)
+plus METEOR.
 
 usage: .venv/bin/python benchmarks/bench_eval.py [--profile quick] [--run outputs/quick/home/0] [--single 100] [--reference]
-Without --run an untrained model of the profile's architecture is timed (throughput does not depend on the weights).
+Without --run an untrained model of the profile's contrastive section is timed (throughput does not depend on the weights).
 Timings on shared machines vary several-fold between runs; compare rows of one run, not runs.
 """
 import argparse, os, time
@@ -27,7 +29,7 @@ def _pairs(name, items):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--profile', default='quick', help='profile whose world and model are timed')
-    ap.add_argument('--run', default='', help='a run folder with a trained contrastive checkpoint (default: untrained model)')
+    ap.add_argument('--run', default='', help='a trained run folder of any family (model_config.json names it; default: untrained contrastive model)')
     ap.add_argument('--single', type=int, default=100, help='items scored one at a time (batch size 1) per benchmark')
     ap.add_argument('--reference', action='store_true', help='also time the reference model (224 px, frozen encoders)')
     a = ap.parse_args()
@@ -36,34 +38,40 @@ def main():
     from babyvlm.world import build_world
     from babyvlm.items import build_benchmarks
     from babyvlm.text import build_vocab
-    from babyvlm.models.contrastive import create_contrastive, load_contrastive, image_preprocess
-    from babyvlm.evaluate import ContrastiveScorer, evaluate_items, retrieval_captioner, BENCHMARKS
+    from babyvlm.models.contrastive import create_contrastive
+    from babyvlm.families import Loaded, get_family, detect_family
+    from babyvlm.evaluate import evaluate_items, BENCHMARKS
     set_offline(); seed_everything(0)
     p = load_params(a.profile, 'home')
     cfg = replace(p.eval, n_boot=200)
     world = build_world(p.world, progress=False)
     bench = build_benchmarks(world, progress=False)
     benchmarks = {n: bench[n] for n in bench.names}
-    if a.run: model, vocab = load_contrastive(a.run)
-    else:
-        train_ds, _ = run_training_data(world, p.data, 0)
-        vocab = build_vocab(train_ds['text']); model = create_contrastive(p.model, vocab)
-    models = [(f'contrastive {p.model.arch}', ContrastiveScorer(model, vocab, image_preprocess(model), cfg.batch_size),
-               lambda bs: ContrastiveScorer(model, vocab, image_preprocess(model), bs))]
-    if a.reference:
-        from babyvlm.models.reference import LiTReference, load_effnet_lite0, load_minilm, reference_scorer
-        ref = LiTReference(load_effnet_lite0(), load_minilm())
-        models.append(('reference (LiT, 224 px)', reference_scorer(ref, cfg.batch_size), lambda bs: reference_scorer(ref, bs)))
     candidates = world.home['train']['text']
+    if a.run:
+        fam = detect_family(a.run); loaded = fam.load(a.run)
+        label = f'{fam.name} ({Path(a.run).name})'
+    else:
+        fam = get_family('contrastive')
+        train_ds, _ = run_training_data(world, p.data, 0)
+        vocab = build_vocab(train_ds['text'])
+        loaded = Loaded('contrastive', create_contrastive(p.contrastive.model, vocab), vocab, Path('.'))
+        label = f'contrastive {p.contrastive.model.arch}'
+    models = [(label, fam, loaded)]
+    if a.reference:
+        from babyvlm.models.reference import ReferenceConfig, create_reference
+        models.append(('reference (LiT, 224 px)', get_family('reference'),
+                       Loaded('reference', create_reference(ReferenceConfig()), None, Path('.'))))
     rows = []
-    for label, scorer, make in models:
+    for label, fam, loaded in models:
+        scorer = fam.scorer(loaded, cfg.batch_size)
         for name, items in benchmarks.items():
-            gen = retrieval_captioner(scorer, candidates) if name == 'saycam_caption' else None
+            gen = fam.captioner(loaded, cfg.batch_size, candidates) if name == 'saycam_caption' else None
             t0 = time.perf_counter(); m, preds = evaluate_items(scorer, {name: items}, cfg, generate_fn=gen); dt = time.perf_counter() - t0
             row = [label, name, f'{len(items)}', f'{len(items) / dt:.0f} items/s', f'{_pairs(name, items) / dt:.0f} pairs/s']
             if name == 'saycam_caption': row += ['-', '-', '-']
             else:
-                k = min(a.single, len(items)); one = make(1)
+                k = min(a.single, len(items)); one = fam.scorer(loaded, 1)
                 t0 = time.perf_counter(); m1, p1 = BENCHMARKS[name](one, items[:k], cfg); d1 = time.perf_counter() - t0
                 key = {'labeled_s': 'scores', 'real_photos': 'scores', 'vtwt': ('score_positive', 'score_negative'),
                        'baby_winoground': 'scores'}[name]
@@ -74,7 +82,9 @@ def main():
     head = ['model', 'benchmark', 'items', 'batched', 'pairs', 'batch size 1', 'speed-up', 'same scores (1e-5)']
     print_table(head, rows)
     print(f"\nprofile {a.profile}, world {world.root.name[:12]}; batch size {cfg.batch_size}; torch threads "
-          f"{os.environ.get('BABYVLM_THREADS', 2)}; captioning = retrieval over {len(set(candidates))} home utterances + METEOR")
+          f"{os.environ.get('BABYVLM_THREADS', 2)}; captioning: " + '; '.join(
+              f"{label}: " + (f"retrieval over {len(set(candidates))} home utterances" if fam.caption_kind == 'retrieved'
+                              else 'greedy decoding') for label, fam, _ in models) + ' + METEOR')
 
 
 if __name__ == '__main__':

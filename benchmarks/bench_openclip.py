@@ -5,9 +5,10 @@ Both trainers train the profile's CVCL model (same config, same initial weights)
 the embedded world, with the same batch size, number of steps, AdamW settings (lr, weight decay, betas, eps,
 parameter groups), warm-up + cosine schedule, gradient clipping, fp32 and torch thread count:
 
-  ours        `babyvlm.train.train_contrastive`: decodes every image once into a uint8 tensor, then per step
-              augments the batch (random resized crop + flip + blur, seeded per image) in its DataLoader
-              (`--workers` worker processes, as open_clip), normalises, steps
+  ours        the contrastive family of the registry (`babyvlm.families`, trained on the engine `babyvlm.train.fit`):
+              decodes every image once into a uint8 tensor, then per step augments the batch (random resized crop +
+              flip + blur, seeded per image) in its DataLoader (`--workers` worker processes, as open_clip),
+              normalises, steps
   open_clip   `open_clip_train.main.main` (the training script shipped in the open_clip_torch wheel) on a CSV
               of PNG files written from the same pairs: its DataLoader (`--workers`) decodes the PNG, augments
               and tokenises every sample, its loop steps
@@ -18,7 +19,7 @@ and CVCL's mean-of-word-embeddings text tower cannot be built from a name by ope
 duration of the call this script replaces the two names *in the module `open_clip_train.main`*
 (`unittest.mock.patch.object`):
 
-  create_model_and_transforms(name, ...)  ->  (create_contrastive(cfg, vocab) seeded as our trainer seeds it,
+  create_model_and_transforms(name, ...)  ->  (create_contrastive(cfg, vocab) seeded as our family seeds it,
                                                a train transform = our trainer's augmentation + normalisation
                                                on the PIL image, a val transform = open_clip's eval transform)
   get_tokenizer(name, ...)                ->  our `Vocab` as an open_clip tokenizer: a list of utterances ->
@@ -65,9 +66,9 @@ class VocabTokenizer:
 
 class OurAugment:
     "Our trainer's per-image pipeline as a PIL transform: uint8 tensor -> `make_augment` -> `normalize`."
-    def __init__(self, size, tc):
+    def __init__(self, size, images):
         from babyvlm.train import make_augment
-        self.aug = make_augment(size, tc)
+        self.aug = make_augment(size, images)   # the family's `images` section (an `ImageConfig`)
     def __call__(self, im):
         import torch
         from babyvlm.train import normalize
@@ -102,10 +103,10 @@ def parse_openclip_log(text:str, batch:int) -> tuple[dict, dict]:
 
 def write_csv_dataset(train_ds, idx:list, folder:Path) -> Path:
     "Write the images of `train_ds` as PNG files (their stored bytes) and a CSV (filepath,title) of the rows `idx`."
-    from babyvlm.train import _undecoded   # the images as stored (bytes or path), as our trainer reads them
+    from babyvlm.train import undecoded   # the images as stored (bytes or path), as our trainer reads them
     folder.mkdir(parents=True, exist_ok=True)
     paths, texts, i = [], [], 0
-    for b in _undecoded(train_ds, ['image', 'text']).iter(batch_size=512):
+    for b in undecoded(train_ds, ['image', 'text']).iter(batch_size=512):
         for im, t in zip(b['image'], b['text']):
             p = folder/f'{i:06d}.png'
             if im.get('bytes'): p.write_bytes(im['bytes'])
@@ -119,7 +120,7 @@ def write_csv_dataset(train_ds, idx:list, folder:Path) -> Path:
 
 
 @contextlib.contextmanager
-def patched_open_clip_train(model_cfg, vocab, tc, seed:int, record:dict):
+def patched_open_clip_train(model_cfg, vocab, images, seed:int, record:dict):
     "Make `open_clip_train.main` build our CVCL model, our augmentation and our tokenizer (see the module docstring)."
     from unittest import mock
     import open_clip_train.main as ocm
@@ -130,10 +131,10 @@ def patched_open_clip_train(model_cfg, vocab, tc, seed:int, record:dict):
     def create_model_and_transforms(model_name, pretrained=None, precision='fp32', device='cpu', output_dict=None, **kw):
         if pretrained: raise ValueError(f"the patched factory builds a freshly initialised CVCL model, not {pretrained!r}")
         if precision != 'fp32': raise ValueError(f"the benchmark compares fp32 training, got --precision {precision}")
-        seed_everything(seed)   # what train_contrastive's caller does before create_contrastive: the same initial weights
+        seed_everything(seed)   # what the contrastive family does before create_contrastive: the same initial weights
         model = create_contrastive(model_cfg, vocab)
         record.update(model_name=model_name, init=fingerprint(model))
-        return model.to(device), OurAugment(model.image_size, tc), image_preprocess(model)
+        return model.to(device), OurAugment(model.image_size, images), image_preprocess(model)
 
     def get_tokenizer(model_name, *a, **kw): return tokenizer
 
@@ -142,7 +143,7 @@ def patched_open_clip_train(model_cfg, vocab, tc, seed:int, record:dict):
         yield ocm
 
 
-def run_open_clip(argv:list, model_cfg, vocab, tc, seed:int, log_path:Path) -> dict:
+def run_open_clip(argv:list, model_cfg, vocab, images, seed:int, log_path:Path) -> dict:
     "Run open_clip's training script in this process with the patch; its console output is kept out of the table."
     import open_clip_train.main   # imported before the logging state is saved: its imports create loggers too
     record, buf = {}, io.StringIO()
@@ -151,7 +152,7 @@ def run_open_clip(argv:list, model_cfg, vocab, tc, seed:int, log_path:Path) -> d
              {n: l.level for n, l in logging.root.manager.loggerDict.items() if isinstance(l, logging.Logger)})
     t0 = time.perf_counter()
     try:
-        with patched_open_clip_train(model_cfg, vocab, tc, seed, record) as ocm, \
+        with patched_open_clip_train(model_cfg, vocab, images, seed, record) as ocm, \
              contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
             rc = ocm.main(argv)
     except BaseException:
@@ -170,7 +171,7 @@ def run_open_clip(argv:list, model_cfg, vocab, tc, seed:int, log_path:Path) -> d
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument('--profile', default='quick', help="profile whose model and train sections are used")
+    ap.add_argument('--profile', default='quick', help="profile whose contrastive section (model, train, images) is used")
     ap.add_argument('--pairs', type=int, default=4096, help='training pairs (home pairs of the embedded world)')
     ap.add_argument('--steps', type=int, default=60, help='optimizer steps, both trainers')
     ap.add_argument('--batch-size', type=int, default=64, help='batch size, both trainers')
@@ -193,9 +194,12 @@ def main(argv=None):
     from babyvlm.world import build_world
     from babyvlm.text import build_vocab
     from babyvlm.models.contrastive import create_contrastive
-    from babyvlm.train import train_contrastive, batch_indices
+    from babyvlm.train import batch_indices
+    from babyvlm.families import get_family
     set_offline(); seed_everything(a.seed)
     p = load_params(a.profile, 'home', seed=a.seed)
+    cp = p.contrastive   # the contrastive family's section: model, train, images (init_vision: from scratch here)
+    if cp.init_vision: raise SystemExit(f"profile {a.profile}: contrastive.init_vision is set; open_clip's loop would start from scratch")
     device = 'cuda' if torch.cuda.is_available() else 'cpu'   # where accelerate puts our trainer
 
     # --- the same data: home pairs of a small embedded world (cached under $BABYVLM_CACHE) -------------------
@@ -206,10 +210,10 @@ def main(argv=None):
     train_ds, val_ds = world.home['train'], world.home['validation']
     t_world = time.perf_counter() - t0
     vocab = build_vocab(train_ds['text'])
-    tc = replace(p.train, max_steps=a.steps, batch_size=a.batch_size, eval_every=a.steps, ckpt_every=a.steps,
+    tc = replace(cp.train, max_steps=a.steps, batch_size=a.batch_size, eval_every=a.steps, ckpt_every=a.steps,
                  patience=0, progress=False, tensorboard=False, mixed_precision='no', seed=a.seed,
                  num_workers=a.workers)   # batches made (augmented) in as many worker processes as open_clip's
-    seed_everything(tc.seed); model = create_contrastive(p.model, vocab)
+    seed_everything(tc.seed); model = create_contrastive(cp.model, vocab)   # as the family builds it (seed, vocabulary, config)
     side = train_ds[0]['image'].size
     if side != (model.image_size, model.image_size):   # open_clip's transform then does exactly our per-step work
         raise SystemExit(f"world images are {side}, the model takes {model.image_size} px; use a profile where they match")
@@ -224,8 +228,9 @@ def main(argv=None):
             stamps[step] = time.perf_counter()
             if 'loss' in rec: losses_ours[step] = rec['loss']
         t0 = time.perf_counter()
-        r = train_contrastive(model, vocab, train_ds, val_ds, tc, d/'ours', on_step=on_step)
+        summary = get_family('contrastive').train(replace(cp, train=tc), train_ds, val_ds, d/'ours', on_step=on_step)
         t_ours = time.perf_counter() - t0
+        r = summary['tasks']['contrastive']   # its TrainResult (a dict)
         times_ours = {k: stamps[k] - stamps[k - 1] for k in range(2, a.steps + 1)}
         sps_ours, n_ours = steady_rate(times_ours, first, last, a.batch_size)
         del model
@@ -235,7 +240,7 @@ def main(argv=None):
         csv_path = write_csv_dataset(train_ds, idx, d/'data')
         b1, b2 = tc.betas
         oc_argv = ['--train-data', str(csv_path), '--dataset-type', 'csv', '--csv-img-key', 'filepath',
-                   '--csv-caption-key', 'title', '--csv-separator', ',', '--model', p.model.arch,
+                   '--csv-caption-key', 'title', '--csv-separator', ',', '--model', cp.model.arch,
                    '--batch-size', str(a.batch_size), '--epochs', '1', '--workers', str(a.workers),
                    '--device', device, '--precision', 'fp32', '--lr', str(tc.lr), '--wd', str(tc.weight_decay),
                    '--beta1', str(b1), '--beta2', str(b2), '--eps', '1e-8', '--warmup', str(tc.warmup_steps),
@@ -243,7 +248,7 @@ def main(argv=None):
                    '--logs', str(d/'openclip_logs'), '--name', 'run', '--save-frequency', '0', '--val-frequency', '0',
                    '--zeroshot-frequency', '0', '--report-to', '', '--log-every-n-steps', '1']
         if tc.grad_clip: oc_argv += ['--grad-clip-norm', str(tc.grad_clip)]
-        rec = run_open_clip(oc_argv, p.model, vocab, tc, tc.seed, d/'openclip_logs'/'run'/'out.log')
+        rec = run_open_clip(oc_argv, cp.model, vocab, cp.images, tc.seed, d/'openclip_logs'/'run'/'out.log')
         times_oc, losses_oc = parse_openclip_log(rec['log'], a.batch_size)
         if sorted(times_oc) != list(range(1, a.steps + 1)):
             raise RuntimeError(f"open_clip_train logged steps {sorted(times_oc)[:3]}..{sorted(times_oc)[-3:]}, expected 1..{a.steps}")
@@ -252,22 +257,22 @@ def main(argv=None):
     ratio = sps_ours / sps_oc
     span = f"{n_ours} (steps {first}-{last} of {a.steps})"
     head = ('trainer', 'steps timed', 'samples/s', 'ours/open_clip', 'how measured')
-    rows = [('ours: babyvlm.train.train_contrastive', span, f'{sps_ours:.1f}', f'{ratio:.2f}',
+    rows = [('ours: babyvlm.families contrastive on babyvlm.train.fit', span, f'{sps_ours:.1f}', f'{ratio:.2f}',
              f"on_step timestamps; images pre-decoded once (outside the timing), augmented in {a.workers} DataLoader worker(s)" if a.workers else 'on_step timestamps; images pre-decoded once (outside the timing), augmented in the training process'),
             ('open_clip: open_clip_train.main (patched)', f"{n_oc} (steps {first}-{last} of {a.steps})", f'{sps_oc:.1f}', '1.00',
              f"'Batch (t)' of every step in out.log; PNG decode + augmentation + tokenising in {a.workers} DataLoader worker(s)")]
     print_table(head, rows)
     tail = lambda L: np.mean([L[k] for k in range(max(1, last - 4), last + 1)])
     print(f"\nratio ours/open_clip = {ratio:.2f} (target >= 1.0: {'met' if ratio >= 1.0 else 'NOT met'})")
-    print(f"model {p.model.arch} ({r.n_params/1e6:.2f}M params, {model_cfg_desc(p)}), {len(train_ds)} home pairs of the "
+    print(f"model {cp.model.arch} ({r['n_trainable']/1e6:.2f}M params, {model_cfg_desc(cp)}), {len(train_ds)} home pairs of the "
           f"embedded world at {side[0]} px, batch {a.batch_size}, {a.steps} steps, lr {tc.lr} warm-up {tc.warmup_steps} "
           f"{tc.schedule}, wd {tc.weight_decay}, betas {tuple(tc.betas)}, grad clip {tc.grad_clip}, fp32, device {device}, "
           f"torch threads {a.threads}, DataLoader workers {a.workers} (both)")
     print(f"same initial weights: {'yes' if rec.get('init') == init_ours else 'NO'} (sha256 {init_ours} / {rec.get('init')}); "
           f"mean loss of the last 5 timed steps: ours {tail(losses_ours):.3f}, open_clip {tail(losses_oc):.3f} "
           f"(same pairs, different batch order)")
-    print(f"ours over all {r.steps} steps (its own TrainResult.train_samples_per_s, warm-up included): "
-          f"{r.train_samples_per_s:.1f} samples/s; whole calls (setup, decoding, validation, checkpoint): ours "
+    print(f"ours over all {r['steps']} steps (its own TrainResult.train_samples_per_s, warm-up included): "
+          f"{r['train_samples_per_s']:.1f} samples/s; whole calls (setup, decoding, validation, checkpoint): ours "
           f"{t_ours:.1f} s, open_clip {rec['wall_s']:.1f} s; world {t_world:.1f} s")
     print("both: InfoNCE (open_clip.ClipLoss), AdamW with the same parameter groups and no decay on biases/norms/"
           "logit_scale, the same warm-up + cosine formula, our augmentation (random resized crop, flip, blur) + "
@@ -280,8 +285,8 @@ def main(argv=None):
     return dict(ours=sps_ours, open_clip=sps_oc, ratio=ratio, steps_timed=n_ours)
 
 
-def model_cfg_desc(p) -> str:
-    return f"temperature {p.model.temperature}{' learned' if p.model.learn_temperature else ' fixed'}"
+def model_cfg_desc(cp) -> str:
+    return f"temperature {cp.model.temperature}{' learned' if cp.model.learn_temperature else ' fixed'}"
 
 
 if __name__ == '__main__':

@@ -3,7 +3,7 @@
 
   world building     images composed per second (home + web images, fresh cache, assets reused)
   benchmark building images rendered per second (Labeled-S, VTWT, Baby Winoground edits, captioning, real photos)
-  training           optimizer steps/s and samples/s of the profile's contrastive model (evaluation excluded)
+  training           optimizer steps/s and samples/s of the profile's contrastive family through the registry (evaluation excluded)
   evaluation         Labeled-S trials/s and image-text pairs/s with the contrastive scorer
   input pipeline     images/s of decoding (PNG -> uint8 tensor) and of the paper's augmentation + normalisation alone,
                      against the training step's samples/s: the ratio says whether the input keeps up
@@ -18,7 +18,7 @@ from pathlib import Path
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument('--profile', default='quick', help='profile whose world/model/train sections are timed')
+    ap.add_argument('--profile', default='quick', help='profile whose world and contrastive (model/train/images) sections are timed')
     ap.add_argument('--steps', type=int, default=60, help='training steps to time')
     ap.add_argument('--home', type=int, default=2000, help='home training pairs in the timed world build')
     a = ap.parse_args()
@@ -27,10 +27,9 @@ def main():
     from babyvlm.assets import fetch_assets
     from babyvlm.world import build_world
     from babyvlm.items import build_benchmarks
-    from babyvlm.text import build_vocab
-    from babyvlm.models.contrastive import create_contrastive, image_preprocess
-    from babyvlm.train import train_contrastive, pair_tensors, make_augment, augment_batch, normalize, sample_seeds
-    from babyvlm.evaluate import ContrastiveScorer, evaluate_labeled_s
+    from babyvlm.families import get_family
+    from babyvlm.train import pair_tensors, make_augment, augment_batch, normalize, sample_seeds
+    from babyvlm.evaluate import evaluate_labeled_s
     set_offline(); seed_everything(0)
     p = load_params(a.profile, 'home')
     fetch_assets(progress=False)
@@ -48,26 +47,28 @@ def main():
         rows.append(('benchmark building', f'{n_img} images, {wc.image_size} px', f'{n_img / dt:.0f} images/s', f'{dt:.1f} s'))
 
         train_ds, val_ds = run_training_data(world, p.data, 0)
-        vocab = build_vocab(train_ds['text']); model = create_contrastive(p.model, vocab)
-        tc = replace(p.train, max_steps=a.steps, eval_every=a.steps, ckpt_every=a.steps, patience=0, progress=False,
+        fam, cp = get_family('contrastive'), p.contrastive
+        tc = replace(cp.train, max_steps=a.steps, eval_every=a.steps, ckpt_every=a.steps, patience=0, progress=False,
                      tensorboard=False)
-        t0 = time.perf_counter(); r = train_contrastive(model, vocab, train_ds, val_ds, tc, Path(d)/'run'); dt = time.perf_counter() - t0
-        rows.append(('training', f'{p.model.arch}, {r.n_params/1e6:.2f}M params, batch {tc.batch_size}',
-                     f'{r.train_steps_per_s:.2f} steps/s = {r.train_samples_per_s:.0f} samples/s', f'{dt:.1f} s (with setup, validation)'))
+        t0 = time.perf_counter(); s = fam.train(replace(cp, train=tc), train_ds, val_ds, Path(d)/'run'); dt = time.perf_counter() - t0
+        r = s['tasks']['contrastive']   # the task's TrainResult (a dict)
+        loaded = fam.load(Path(d)/'run'); model, vocab = loaded.model, loaded.tokenizer
+        rows.append(('training', f'{cp.model.arch}, {r["n_trainable"]/1e6:.2f}M params, batch {tc.batch_size}',
+                     f'{r["train_steps_per_s"]:.2f} steps/s = {r["train_samples_per_s"]:.0f} samples/s', f'{dt:.1f} s (with setup, validation)'))
 
         t0 = time.perf_counter(); pt = pair_tensors(train_ds, vocab, model.image_size); dt_dec = time.perf_counter() - t0
-        aug = make_augment(model.image_size, tc); k = min(len(pt.images), 2000)
+        aug = make_augment(model.image_size, cp.images); k = min(len(pt.images), 2000)
         t0 = time.perf_counter()
         for i in range(0, k, tc.batch_size):
             normalize(augment_batch(pt.images[i:i + tc.batch_size], aug, sample_seeds(0, i, range(i, min(k, i + tc.batch_size)))))
         dt_aug = time.perf_counter() - t0
         dec, au = len(train_ds) / dt_dec, k / dt_aug
         rows.append(('input pipeline', f'{len(train_ds)} decoded, {k} augmented, {model.image_size} px',
-                     f'decode {dec:.0f} images/s, augment {au:.0f} images/s = {min(dec, au) / r.train_samples_per_s:.1f}x '
+                     f'decode {dec:.0f} images/s, augment {au:.0f} images/s = {min(dec, au) / r["train_samples_per_s"]:.1f}x '
                      f'the training step', f'{dt_dec + dt_aug:.1f} s'))
 
         trials = bench.labeled_s
-        scorer = ContrastiveScorer(model, vocab, image_preprocess(model), p.eval.batch_size)
+        scorer = fam.scorer(loaded, p.eval.batch_size)
         t0 = time.perf_counter(); m, _ = evaluate_labeled_s(scorer, trials, replace(p.eval, n_boot=200)); dt = time.perf_counter() - t0
         rows.append(('evaluation (Labeled-S)', f'{len(trials)} trials x 4 images', f'{len(trials) / dt:.0f} trials/s = {4 * len(trials) / dt:.0f} pairs/s',
                      f'{dt:.1f} s'))
@@ -76,7 +77,7 @@ def main():
     print(line(('stage', 'workload', 'throughput', 'time'))); print('  '.join('-' * x for x in w))
     for r in rows: print(line(r))
     print(f"\nprofile {a.profile}; torch threads {os.environ.get('BABYVLM_THREADS', 2)}; "
-          f"the full profile trains {p.train.max_steps} steps on {p.world.n_home_train} pairs")
+          f"the full profile trains {p.contrastive.train.max_steps} steps on {p.world.n_home_train} pairs")
 
 
 if __name__ == '__main__':

@@ -4,11 +4,13 @@
 Rows (issue 6):
   cvcl_resnext50        CVCL (params/profiles/paper.yaml): open_clip ResNeXt-50 image tower at 224 px, mean-of-word-
                         embeddings text tower, InfoNCE at the fixed temperature 0.07 (open_clip.ClipLoss, as
-                        babyvlm.train does), AdamW lr 1e-4 wd 0.1, grad clip 1.0. At --batch and at the paper's batch 8.
+                        the contrastive family does on the engine), AdamW lr 1e-4 wd 0.1, grad clip 1.0. At --batch and at
+                        the paper's batch 8.
   babyllava_p2_vision   BabyLLaVA phase 2 (projector + GPT-2 trained, vision frozen): PAPER_GPT2 (256-d, 8 layers,
                         32 heads, inner 1024, dropout 0.15), frozen random-weight ResNeXt-50 giving 7x7 = 49 tokens at
                         224 px, 2048->256->256 GELU projector, 49 image + 27 text tokens; vision run every step.
-  babyllava_p2_cached   the same step on cached vision features (bf16, 49 x 2048), as train_generative caches them.
+  babyllava_p2_cached   the same step on cached vision features (bf16, 49 x 2048), as the generative family caches them
+                        (`babyvlm.models.vision.image_features`); the loss is the family's (`lm_loss_sum` + `global_mean`).
 
 Only the model step is timed: the synthetic uint8 images and token ids sit on the device beforehand (no loader, no
 augmentation). On CUDA: bf16 autocast, TF32 matmuls, channels-last convolutions, cuDNN autotuning, fused AdamW; no
@@ -129,7 +131,7 @@ def _adamw(params, dev, **kw):
 
 
 def bench_contrastive(batch:int, vocab, dev, a, peak, pool:int=2) -> dict:
-    "CVCL (cvcl_resnext50, 224 px) trained with InfoNCE at the fixed temperature, as babyvlm.train does."
+    "CVCL (cvcl_resnext50, 224 px) trained with InfoNCE at the fixed temperature, as the contrastive family does."
     import torch, open_clip
     from babyvlm.models.contrastive import create_contrastive, ContrastiveConfig
     from babyvlm.train import normalize, _param_groups
@@ -162,8 +164,10 @@ def bench_contrastive(batch:int, vocab, dev, a, peak, pool:int=2) -> dict:
 def bench_generative(batch:int, dev, a, peak, pool:int=2) -> list[dict]:
     "BabyLLaVA phase 2 (projector + GPT-2 trained, frozen ResNeXt-50): vision every step, then cached features."
     import torch
-    from babyvlm.models.generative import (PAPER_GPT2, VisionTower, backbone_from_spec, build_tokenizer,
-                                           create_generative, build_labels, lm_loss, _IMAGENET)
+    from babyvlm.text import build_tokenizer
+    from babyvlm.models.vision import VisionTower, backbone_from_spec, _IMAGENET
+    from babyvlm.models.generative import PAPER_GPT2, create_generative, build_labels, lm_loss_sum
+    from babyvlm.train import global_mean
     torch.manual_seed(0); gen = torch.Generator().manual_seed(0)
     # the spec dino_vision builds (random weights instead of the DINO checkpoint: throughput does not depend on them)
     spec = dict(kind='torchvision', arch='resnext50_32x4d', image_size=224, grid=7, mean=list(_IMAGENET[0]),
@@ -190,7 +194,7 @@ def bench_generative(batch:int, dev, a, peak, pool:int=2) -> list[dict]:
                 if cached: f = feats[i]
                 else:
                     with torch.no_grad(): f = model.vision(images[i])
-                loss = lm_loss(model(ids[i], f), build_labels(ids[i], k))
+                loss = global_mean(*lm_loss_sum(model(ids[i], f), build_labels(ids[i], k)))   # the phases' loss
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)

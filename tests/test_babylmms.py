@@ -9,8 +9,9 @@ from babyvlm.assets import LABELED_S_CATEGORIES
 from babyvlm.benchmarks import (BABYLMMS_COUNTS, BABYLMMS_FILES, BABYLMMS_HEADERS, BabyLMMSFormatError, CaptionItem,
                                 ImageFileError, LabeledSTrial, LazyImages, VTWTItem, WinogroundItem, babylmms_image_dir,
                                 format_inspection, inspect_babylmms, load_babylmms, write_labeled_s_csv)
+from babyvlm.assets import load_wordnet
 from babyvlm.evaluate import (EvalConfig, WINOGROUND_CHANCE, evaluate_captioning, evaluate_labeled_s, evaluate_vtwt,
-                              evaluate_winoground, load_wordnet, meteor_tokens)
+                              evaluate_winoground, meteor_tokens)
 
 WORDS = dict(first=['read', 'eat', 'hold', 'drop', 'see', 'find', 'hug', 'kick'],
              second=['book', 'ball', 'cup', 'bowl', 'bug', 'toy', 'car', 'bike'])
@@ -265,23 +266,55 @@ def test_cli_inspect_reports_counts_and_missing_images(full, tmp_path):
 
 
 def test_cli_evaluate_scores_a_run_folder_on_item_files(tmp_path):
-    "`babyvlm evaluate --run DIR --babylmms ... --images ...` writes per-benchmark metrics and predictions, and a summary."
+    """`babyvlm evaluate --run DIR --babylmms ... --images ...` finds the run's family (a folder trained through the registry),
+    writes per-benchmark metrics and predictions, and a summary with the family, the run, how captions are made and the
+    blind and text-prior controls; with the run's training utterances those are the candidates and the prior's corpus."""
     import json, subprocess, sys
-    from babyvlm.core import seed_everything
-    from babyvlm.text import build_vocab
-    from babyvlm.models.contrastive import ContrastiveConfig, create_contrastive, save_contrastive
+    from babyvlm.train import TrainConfig
+    from babyvlm.families import ContrastiveParams, get_family, score_run
+    from babyvlm.models.contrastive import ContrastiveConfig
+    from babyvlm.testing import toy_pairs
     root = write_synthetic(tmp_path/'bm', counts=dict(labeled_s=22, vtwt=12, baby_winoground=6, saycam_caption=3), per_cat=2)
-    seed_everything(0)
-    vocab = build_vocab([' '.join(LABELED_S_CATEGORIES + WORDS['first'] + WORDS['second'])])
-    save_contrastive(create_contrastive(ContrastiveConfig(image_size=32), vocab), vocab, tmp_path/'run')
+    tr, va = toy_pairs(32, seed=0), toy_pairs(16, seed=1)
+    cfg = TrainConfig(max_steps=2, batch_size=16, warmup_steps=1, eval_every=2, ckpt_every=2, val_batch_size=16, progress=False,
+                      tensorboard=False)
+    get_family('contrastive').train(ContrastiveParams(ContrastiveConfig(image_size=32), cfg), tr, va, tmp_path/'run')
     exe = str(Path(sys.executable).parent/'babyvlm')
     r = subprocess.run([exe, 'evaluate', '--run', str(tmp_path/'run'), '--babylmms', str(root), '--images', str(root),
                         '--out', str(tmp_path/'out')], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
     m = json.loads((tmp_path/'out/metrics.json').read_text())
-    assert set(m) == {'labeled_s', 'vtwt', 'baby_winoground', 'saycam_caption'} and m['vtwt']['n_items'] == 12
+    bench = {'labeled_s', 'vtwt', 'baby_winoground', 'saycam_caption'}
+    assert set(m) == bench | {'family', 'run', 'caption_kind', 'controls'}, sorted(m)
+    assert (m['family'], m['run'], m['caption_kind']) == ('contrastive', str(tmp_path/'run'), 'retrieved')
+    assert m['vtwt']['n_items'] == 12 and m['labeled_s']['n_trials'] == 22 and m['saycam_caption']['n_items'] == 3
+    # the controls of the benchmarks where a model without its image is informative
+    assert sorted(m['controls']) == ['blind', 'text_prior']
+    assert set(m['controls']['blind']) == set(m['controls']['text_prior']) == {'vtwt', 'baby_winoground', 'saycam_caption'}
+    assert {p.name for p in (tmp_path/'out').iterdir()} == {'metrics.json'} | {f'{n}_{k}' for n in bench for k in ('metrics.json', 'predictions.jsonl')}
     assert len((tmp_path/'out/labeled_s_predictions.jsonl').read_text().splitlines()) == 22
-    assert 'labeled_s' in r.stdout and 'baby_winoground' in r.stdout
+    assert 'labeled_s' in r.stdout and 'baby_winoground' in r.stdout and 'blind' in r.stdout
+    # no train_utterances.json: captions are retrieved from the benchmark's own references, and the CLI says so
+    assert "no train_utterances.json" in r.stderr
+    refs = [json.loads(l)['prediction'] for l in (tmp_path/'out/saycam_caption_predictions.jsonl').read_text().splitlines()]
+    bm = load_babylmms(root, root)
+    assert set(refs) <= {x for it in bm['saycam_caption'] for x in it.references}
+    # the same numbers as the registry's own `score_run` on the loaded run (the CLI adds nothing of its own)
+    loaded = get_family('contrastive').load(tmp_path/'run')
+    res, _, ctl = score_run(loaded, bm, EvalConfig(), candidates=sorted({x for it in bm['saycam_caption'] for x in it.references}))
+    from babyvlm.evaluate import _stable   # metrics.json holds the numbers as write_results rounds them
+    assert {k: m[k] for k in bench} == _stable(res) and m['controls'] == _stable(ctl)
+    # with the run's training utterances (as `babyvlm train` leaves them): they are the candidates and the prior's corpus
+    (tmp_path/'run'/'train_utterances.json').write_text(json.dumps(list(tr['text'])))
+    r = subprocess.run([exe, 'evaluate', '--run', str(tmp_path/'run'), '--babylmms', str(root), '--images', str(root),
+                        '--benchmarks', 'saycam_caption', 'vtwt', '--batch-size', '5', '--out', str(tmp_path/'out2')],
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and 'no train_utterances.json' not in r.stderr, r.stdout + r.stderr
+    m2 = json.loads((tmp_path/'out2/metrics.json').read_text())
+    assert set(m2) == {'saycam_caption', 'vtwt', 'family', 'run', 'caption_kind', 'controls'}
+    assert m2['vtwt'] == m['vtwt']   # another batch size: the same scores
+    caps = [json.loads(l)['prediction'] for l in (tmp_path/'out2/saycam_caption_predictions.jsonl').read_text().splitlines()]
+    assert set(caps) <= set(tr['text'])
     r = subprocess.run([exe, 'evaluate', '--run', str(tmp_path/'run'), '--babylmms', str(root), '--out', str(tmp_path/'o2')],
                        capture_output=True, text=True)
     assert r.returncode == 2 and '--images' in r.stderr

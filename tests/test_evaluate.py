@@ -88,3 +88,55 @@ def test_bootstrap():
     assert a[0] < 0.5 < a[1] and 0.1 < a[1] - a[0] < 0.3
     with pytest.raises(ValueError, match='ci must be'):
         bootstrap_ci([1, 0], ci=95)
+
+
+def test_the_family_scorer_is_the_contrastive_scorer(setup, tmp_path):
+    "A run folder scored through the registry gives the scores of `ContrastiveScorer` on the model it holds, at any batch size."
+    from babyvlm.models.contrastive import save_contrastive
+    from babyvlm.families import get_family, detect_family
+    ds, vocab, model = setup
+    save_contrastive(model, vocab, tmp_path/'run')
+    fam = detect_family(tmp_path/'run'); loaded = fam.load(tmp_path/'run')
+    assert fam.name == 'contrastive' and loaded.tokenizer == vocab
+    ims, txts = ds['image'], ds['text']
+    ref = ContrastiveScorer(model, vocab, image_preprocess(model), batch_size=64).score(ims, txts)
+    for bs in (7, 64): np.testing.assert_allclose(fam.scorer(loaded, bs).score(ims, txts), ref, atol=1e-5, rtol=0)
+
+
+def test_controls_and_score_run(setup, tmp_path):
+    "The blind controls ignore the image; `score_run` scores every benchmark and the controls of the blind ones."
+    from types import SimpleNamespace
+    from babyvlm.models.contrastive import save_contrastive
+    from babyvlm.families import get_family, score_run, BLIND_BENCHMARKS
+    from babyvlm.evaluate import BlankImageScorer, TextPriorScorer, retrieval_captioner, frequent_captioner
+    from babyvlm.benchmarks import CaptionItem
+    ds, vocab, model = setup
+    ims, txts = ds['image'][:8], ds['text'][:8]
+    sc = ContrastiveScorer(model, vocab, image_preprocess(model))
+    blank = BlankImageScorer(sc, 32)
+    np.testing.assert_allclose(blank.score(ims, txts), blank.score(ims[::-1], txts), atol=1e-6, rtol=0)
+    np.testing.assert_allclose(blank.score(ims, txts), sc.score([blank.blank] * 8, txts), atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match='this model cannot caption'): blank.generate(ims)
+    prior = TextPriorScorer(ds['text'])
+    assert np.array_equal(prior.score([None] * 8, txts), prior.score(ims, txts))   # images never touched
+    assert prior.logprob('') == float('-inf') and prior.logprob(txts[0]) > prior.logprob('zebra quantum')
+    assert frequent_captioner(['b', 'a', 'b', 'a', 'c'])([None] * 3) == ['a'] * 3       # ties: the first in order
+    cands = sorted(set(ds['text']))
+    caps = retrieval_captioner(sc, cands)(ims)
+    assert caps == retrieval_captioner(ContrastiveScorer(model, vocab, image_preprocess(model), batch_size=3), cands)(ims)
+    assert all(c in cands for c in caps)
+    with pytest.raises(ValueError, match='no candidate utterances'): retrieval_captioner(sc, [])
+    # score_run on a run folder: every benchmark, and the blind and text-prior controls of the blind benchmarks only
+    save_contrastive(model, vocab, tmp_path/'run')
+    loaded = get_family('contrastive').load(tmp_path/'run')
+    vt = [SimpleNamespace(item_id=str(i), image=ims[i], positive=txts[i], negative=txts[(i + 3) % 8]) for i in range(8)]
+    items = {'labeled_s': _trials(4), 'vtwt': vt, 'saycam_caption': [CaptionItem(str(i), ims[i], [txts[i]]) for i in range(4)]}
+    res, preds, ctl = score_run(loaded, items, EvalConfig(n_boot=20, batch_size=3), candidates=ds['text'], out_dir=tmp_path/'out')
+    assert list(res) == list(items) and res['labeled_s']['n_trials'] == 4 and res['vtwt']['n_items'] == 8
+    assert [p['prediction'] for p in preds['saycam_caption']] == caps[:4]   # retrieval over the candidates
+    assert sorted(ctl) == ['blind', 'text_prior'] and set(ctl['blind']) == set(ctl['text_prior']) == {'vtwt', 'saycam_caption'}
+    assert set(BLIND_BENCHMARKS) >= set(ctl['blind'])
+    assert {p.name for p in (tmp_path/'out').iterdir()} == {f'{n}_{k}' for n in items for k in ('metrics.json', 'predictions.jsonl')}
+    again, _, ctl2 = score_run(loaded, items, EvalConfig(n_boot=20, batch_size=64), candidates=ds['text'])
+    assert again == res and ctl2 == ctl
+    assert score_run(loaded, items, EvalConfig(n_boot=20), candidates=ds['text'], controls=False)[2] == {}

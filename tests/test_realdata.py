@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest, torch
 from PIL import Image
 from babyvlm.core import ParamsError, project_root
-from babyvlm.world import PAIR_FEATURES
+from babyvlm.compose import PAIR_FEATURES
 from babyvlm.realdata import (RealDataError, LCS_FILE, clean_utterance, load_saycam, load_lcs, read_saycam_entries,
                               load_state_file, load_dino_resnext50, init_vision_from_dino, load_open_clip_local,
                               expand_env, load_data_params, load_real_sources, RealDataConfig)
@@ -220,8 +220,43 @@ def test_data_params(tmp_path, saycam, lcs):
 
 
 def test_paper_profile_loads():
+    "The paper profile: one section per family (CVCL and BabyLLaVA-GPT2), DINO paths left for the training to expand."
     from babyvlm.study import load_params
+    from babyvlm.models.generative import PAPER_GPT2
     p = load_params('paper', 'home')
-    assert (p.model.arch, p.model.image_size, p.model.embed_dim, p.model.temperature) == ('cvcl_resnext50', 224, 512, 0.07)
-    assert (p.train.batch_size, p.train.lr, p.train.weight_decay, p.train.patience, p.train.crop_scale) == (8, 1e-4, 0.1, 5, (0.2, 1.0))
-    assert p.world.labeled_s_per_category == 100
+    assert p.families == ['contrastive', 'generative'] and p.family == 'contrastive'
+    c = p.contrastive
+    assert (c.model.arch, c.model.image_size, c.model.embed_dim, c.model.temperature, c.model.learn_temperature) == \
+        ('cvcl_resnext50', 224, 512, 0.07, False)
+    assert (c.train.batch_size, c.train.lr, c.train.weight_decay, c.train.patience, c.train.select) == (8, 1e-4, 0.1, 5, 'best')
+    assert (c.images.crop_scale, c.images.flip_p, c.images.blur_p) == ((0.2, 1.0), 0.5, 0.5)
+    assert c.init_vision == '${SAYCAM_DINO_CKPT}'                   # expanded when the run trains (an unset variable is an error then)
+    g = p.generative
+    assert g.model == PAPER_GPT2 and g.vision == '${SAYCAM_DINO_CKPT}' and (g.dino_arch, g.dino_image_size, g.dino_grid) == ('resnext50_32x4d', 224, 7)
+    assert [(t.lr, t.batch_size, t.betas) for t in (g.language, g.projector, g.full)] == \
+        [(5e-4, 128, (0.9, 0.95)), (3e-3, 128, (0.9, 0.95)), (2e-4, 128, (0.9, 0.95))]
+    assert g.feature_dtype == 'float16' and p.world.labeled_s_per_category == 100
+    # every training section carries the run's seed
+    q = load_params('paper', 'home', seed=3)
+    assert {q.contrastive.train.seed, q.generative.language.seed, q.generative.full.seed, q.generative.ssl_train.seed} == {3}
+
+
+def test_init_vision_through_the_family(tmp_path, monkeypatch):
+    "contrastive.init_vision: $VARS expanded (an unset one named), a tower without a timm trunk refused, a missing file named."
+    from babyvlm.families import ContrastiveParams, get_family
+    from babyvlm.models.contrastive import ContrastiveConfig
+    from babyvlm.train import TrainConfig
+    from babyvlm.testing import toy_pairs
+    tr, va = toy_pairs(16, seed=0), toy_pairs(8, seed=1)
+    cfg = TrainConfig(max_steps=1, batch_size=8, progress=False, tensorboard=False)
+    fam = get_family('contrastive')
+    monkeypatch.delenv('BABYVLM_TEST_DINO', raising=False)
+    p = ContrastiveParams(ContrastiveConfig(arch='cvcl_resnext50', image_size=32), cfg, init_vision='$BABYVLM_TEST_DINO/d.pth')
+    with pytest.raises(ValueError, match=r"contrastive.init_vision: '\$BABYVLM_TEST_DINO/d.pth' names an unset environment variable"):
+        fam.train(p, tr, va, tmp_path/'a')
+    monkeypatch.setenv('BABYVLM_TEST_DINO', str(tmp_path))
+    with pytest.raises(RealDataError, match=f"checkpoint {tmp_path}/d.pth: file not found"): fam.train(p, tr, va, tmp_path/'b')
+    from dataclasses import replace
+    with pytest.raises(TypeError, match='has no visual.trunk'):
+        fam.train(replace(p, model=ContrastiveConfig(image_size=32)), tr, va, tmp_path/'c')
+    assert not any((tmp_path/d/'model.safetensors').exists() for d in 'abc')

@@ -7,9 +7,10 @@ import pytest
 from PIL import Image
 from babyvlm import assets
 from babyvlm.benchmarks import BABYLMMS_FILES, CaptionItem, VTWTItem, WinogroundItem
+from babyvlm.assets import load_wordnet, wordnet_dir
 from babyvlm.evaluate import (BENCHMARKS, GENERATIVE_BENCHMARKS, WINOGROUND_CHANCE, ContrastiveScorer, EvalConfig, evaluate,
-                              evaluate_captioning, evaluate_vtwt, evaluate_winoground, load_wordnet, meteor, meteor_tokens,
-                              tokens_may_differ, winoground_outcomes, wordnet_dir)
+                              evaluate_captioning, evaluate_items, evaluate_vtwt, evaluate_winoground, meteor, meteor_tokens,
+                              tokens_may_differ, winoground_outcomes)
 
 
 @pytest.fixture(scope='module')
@@ -173,6 +174,53 @@ def test_scores_do_not_depend_on_batch_size(tiny_model):
         assert evaluate_winoground(ref, wt, cfg)[0] == evaluate_winoground(sc, wt, cfg)[0]
 
 
+@pytest.fixture(scope='module')
+def generative_scorers():
+    "Untrained tiny BabyLLaVA and CoCa models: their likelihood scorers, CoCa's cosine scorer, their captioners, by batch size."
+    from babyvlm.core import seed_everything
+    from babyvlm.text import build_tokenizer
+    from babyvlm.models.vision import vision_from_spec
+    from babyvlm.models.generative import GenerativeConfig, create_generative
+    from babyvlm.models.hybrid import CoCaConfig, create_coca
+    from babyvlm.families import Loaded, get_family
+    from babyvlm.evaluate import GenerativeScorer, CoCaScorer
+    tok = build_tokenizer(["read book eat red cup hat hug hippo kick ball big bush small a b c d"])
+    seed_everything(0)
+    g = create_generative(GenerativeConfig(n_embd=32, n_layer=1, n_head=2, n_inner=64, dropout=0.0),
+                          vision_from_spec(dict(kind='cnn', widths=[8, 16], image_size=32, grid=2, mean=[0.5] * 3, std=[0.25] * 3)), tok)
+    c = create_coca(CoCaConfig(image_size=32), tok)
+    lc = Loaded('hybrid', c, tok, Path('.'))
+    return {'generative': lambda bs: GenerativeScorer(g, tok, batch_size=bs), 'coca': lambda bs: CoCaScorer(c, tok, batch_size=bs),
+            'coca_cosine': lambda bs: get_family('hybrid').scorer(lc, bs)}
+
+
+@pytest.mark.parametrize('kind', ['generative', 'coca', 'coca_cosine'])
+def test_generative_scores_do_not_depend_on_batch_size(generative_scorers, kind):
+    "Likelihood scorers (padded batches with masks) and CoCa's cosine give every benchmark the same outcome at any batch size."
+    make = generative_scorers[kind]
+    rng = np.random.default_rng(1)
+    ims = [Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)) for _ in range(14)]
+    words = ['read book', 'eat book', 'red cup', 'red hat', 'hug hippo', 'kick ball', 'big bush', 'small bush', 'a b c d ball']
+    vt = [VTWTItem(str(i), ims[i], words[(2*i) % 9], words[(2*i + 1) % 9]) for i in range(7)]
+    wt = [WinogroundItem(str(i), [ims[7 + i], ims[(8 + i) % 14]], [words[i % 9], words[(i + 3) % 9]]) for i in range(7)]
+    cfg = EvalConfig(n_boot=100)
+    ref = make(64)
+    a, wa = evaluate_vtwt(ref, vt, cfg), evaluate_winoground(ref, wt, cfg)
+    assert np.std([x['score_positive'] for x in a[1]]) > 0   # the scores are not all equal
+    for bs in (1, 3):
+        sc = make(bs)
+        b, wb = evaluate_vtwt(sc, vt, cfg), evaluate_winoground(sc, wt, cfg)
+        assert a[0] == b[0] and wa[0] == wb[0]
+        np.testing.assert_allclose([x['score_positive'] for x in a[1]], [x['score_positive'] for x in b[1]], atol=1e-5, rtol=0)
+        np.testing.assert_allclose([x['scores'] for x in wa[1]], [x['scores'] for x in wb[1]], atol=1e-5, rtol=0)
+    if kind != 'coca_cosine':   # greedy captions: the same at any batch size, and METEOR with them
+        caps = [CaptionItem(str(i), ims[i], [words[i % 9]]) for i in range(5)]
+        runs = [evaluate_items(None, {'saycam_caption': caps}, EvalConfig(n_boot=20, batch_size=bs),
+                               generate_fn=lambda x, bs=bs: make(bs).generate(x, max_new_tokens=6))[1]['saycam_caption']
+                for bs in (1, 2, 8)]
+        assert [p['prediction'] for p in runs[0]] == [p['prediction'] for p in runs[1]] == [p['prediction'] for p in runs[2]]
+
+
 # ---------------------------------------------------------------- captioning
 def test_evaluate_captioning(wn):
     items = [CaptionItem(str(i), _img(i), [r]) for i, r in
@@ -198,3 +246,9 @@ def test_registry_covers_the_four_benchmarks():
     assert set(BENCHMARKS) == set(BABYLMMS_FILES) | {'real_photos'} and GENERATIVE_BENCHMARKS == {'saycam_caption'}
     with pytest.raises(ValueError, match='need\\(s\\) a caption generator'):
         evaluate(None, None, {'saycam_caption': []})
+    with pytest.raises(ValueError, match='need\\(s\\) a caption generator'):
+        evaluate_items(Fixed([]), {'saycam_caption': []})
+    with pytest.raises(ValueError, match='the choice benchmarks need a scorer'):
+        evaluate_items(None, {'vtwt': []}, generate_fn=lambda ims: [])
+    with pytest.raises(ValueError, match=r"unknown benchmark\(s\) \['winoground'\]"):
+        evaluate_items(Fixed([]), {'winoground': []})
