@@ -156,7 +156,7 @@ def frozen_features(model, # anything with `image_size`, `preprocess` (PIL -> te
         img.append(model.image_features(torch.stack([model.preprocess(im) for im in b['image']])))
         txt.append(model.text_features(b['text']))
     img, txt = torch.cat(img).float().cpu(), torch.cat(txt).float().cpu()
-    p.parent.mkdir(parents=True, exist_ok=True); tmp = p.with_suffix('.tmp')
+    p.parent.mkdir(parents=True, exist_ok=True); tmp = p.with_suffix(f'.{os.getpid()}.tmp')   # (one name per process: several may write it)
     torch.save({'image': img, 'text': txt}, tmp); tmp.replace(p)
     return img, txt
 

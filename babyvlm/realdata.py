@@ -264,7 +264,10 @@ def load_dino_resnext50(path:Path|str, # Orhan et al.'s DINO checkpoint (or a ba
                        ):
     "A torchvision backbone (`fc` = identity, eval mode) with the DINO weights of `path`, loaded strictly."
     import torch, torchvision
-    model = getattr(torchvision.models, arch)(weights=None)
+    try: model = torchvision.models.get_model(arch, weights=None)
+    except ValueError: raise RealDataError(f"DINO checkpoint {path}: unknown torchvision architecture {arch!r} (e.g. 'resnext50_32x4d', 'resnet18')") from None
+    if not all(hasattr(model, a) for a in ('conv1', 'layer4', 'fc')):
+        raise RealDataError(f"DINO checkpoint {path}: {arch} is not a ResNet-family architecture (conv1 ... layer4, fc)")
     model.fc = torch.nn.Identity()
     return load_strict(model, dino_backbone_state(path, key), f"DINO checkpoint {path} ({key})").eval()
 

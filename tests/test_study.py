@@ -101,7 +101,7 @@ def test_same_params_and_seed_give_identical_metrics(study, tmp_path, family, co
     assert (tmp_path/'again'/'metrics.json').read_bytes() == (first/'metrics.json').read_bytes()
 
 
-@pytest.mark.parametrize('run', ['home-generative', 'home-hybrid', 'home', 'reference'])
+@pytest.mark.parametrize('run', ['home-generative', 'home-hybrid'])   # (contrastive runs: tests/test_babylmms.py)
 def test_cli_evaluate_scores_a_study_run_folder(study, tmp_path, run):
     "`babyvlm evaluate --run` scores a run folder of any family on its own world with the study's scoring code."
     d = run_dir(study['study_dir'], run, 0)
