@@ -179,9 +179,10 @@ class BlankImageScorer:
         _check_pairs_arg(images, texts)
         return self.scorer.score([self.blank] * len(texts), list(texts))
     def generate(self, images, max_new_tokens:int=25) -> list[str]:
-        "The caption of the grey picture, once per image (needs the model's captioner)."
+        "The caption of the grey picture (made once), once per image (needs the model's captioner)."
         if self._generate is None: raise ValueError("BlankImageScorer.generate: this model cannot caption")
-        return self._generate([self.blank] * len(images))
+        if not len(images): return []
+        return self._generate([self.blank]) * len(images)   # every image is the same grey picture: one caption
 
 # %% ../nbs/31_evaluate.ipynb #785afa29
 def bootstrap_ci(values:Sequence[float], # per-trial outcomes (e.g. 0/1 correct)
