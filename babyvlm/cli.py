@@ -148,7 +148,6 @@ def _evaluate(args) -> int:
 def _train(args) -> int:
     "The `train` command: one run's model of any family, in this process or in each process of `accelerate launch`."
     import json
-    from accelerate import PartialState
     from babyvlm.core import set_offline, seed_everything, provenance, stable_hash
     from babyvlm.study import load_params, run_training_data, save_params, params_dict, condition_families, run_params
     from babyvlm.families import get_family
@@ -161,8 +160,8 @@ def _train(args) -> int:
         return _fail(f"train: condition {args.condition!r} trains {', '.join(fams)}, not {family!r}")
     if family != p.family: p = load_params(args.profile, args.condition, args.seed, [*args.overrides, f'family={family}'])
     fam = get_family(family)
-    import torch
-    state = PartialState(cpu=not torch.cuda.is_available())   # under a launcher: this process's place in the group (gloo on CPU)
+    from babyvlm.train import process_state
+    state = process_state()   # under a launcher: this process's place in the group (gloo on CPU)
     out = Path(args.out)
     with state.main_process_first():   # the main process builds (or finds) the world and the data; the others read the cache
         world = build_world(p.world, progress=state.is_main_process)

@@ -12,8 +12,8 @@ import numpy as np
 
 # %% auto #0
 __all__ = ['PACKAGE_DIR', 'REFERENCE_VOCAB', 'PROVENANCE_PACKAGES', 'project_root', 'cache_dir', 'shared_dir', 'set_offline',
-           'seed_everything', 'stable_hash', 'deep_merge', 'ParamsError', 'config_from_dict', 'read_yaml', 'params_dir',
-           'layer_file', 'parse_override', 'merge_layers', 'git_info', 'provenance']
+           'seed_everything', 'stable_hash', 'deep_merge', 'ParamsError', 'config_from_dict', 'read_yaml',
+           'require_files', 'params_dir', 'layer_file', 'parse_override', 'merge_layers', 'git_info', 'provenance']
 
 # %% ../nbs/00_core.ipynb #2f9d39ff
 PACKAGE_DIR = Path(__file__).parent if '__file__' in globals() else Path.cwd().parent/'babyvlm'
@@ -163,6 +163,17 @@ def read_yaml(path:Path|str) -> dict:
     if d is None: return {}
     if not isinstance(d, dict): raise ParamsError(f"{path}: expected a mapping at the top level, got {type(d).__name__}")
     return d
+
+def require_files(folder:Path|str, # a model or run folder
+                  names, # the files it must hold
+                  writer:str, # what writes such folders (named in the error)
+                 ) -> Path:
+    "`folder` as a Path, after checking that it holds every file of `names` (an error names the first missing one)."
+    folder = Path(folder)
+    for f in names:
+        if not (folder/f).exists(): raise FileNotFoundError(f"{folder}: missing {f} (expected a folder written by {writer})")
+    return folder
+
 
 # %% ../nbs/00_core.ipynb #c20cbc10
 def params_dir() -> Path:

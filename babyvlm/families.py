@@ -20,7 +20,7 @@ from .models.generative import (GenerativeConfig, create_generative, set_trainab
 from .models.hybrid import CoCaConfig, create_coca, coca_loss_terms, save_coca, load_coca
 from .models.reference import ReferenceConfig, create_reference, save_reference, load_reference
 from .pretrained import frozen_features
-from .train import (TrainConfig, ImageConfig, Task, TrainResult, fit, ImagePairs, TensorRows, pair_store, pair_tensors,
+from .train import (TrainConfig, ImageConfig, Task, TrainResult, fit, ImagePairs, TensorRows, pair_store, pair_tensors, check_pairs, process_state,
                            global_mean, gather_rows)
 from .evaluate import (ContrastiveScorer, GenerativeScorer, CoCaScorer, BlankImageScorer, retrieval_captioner,
                               EvalConfig, evaluate_items, TextPriorScorer, frequent_captioner)
@@ -58,7 +58,6 @@ class Family:
     check:Callable|None = None # (params, given: dict, where) -> None; refuses given settings the family would ignore
     n_trained:Callable|None = None # (loaded) -> parameters it trained (default: all of the model's)
     upper_bound:bool = False # a pretrained reference (the paper's CLIP/LLaVA rows), not a baby model of the ablation
-    description:str = '' # one line for the docs and `babyvlm --help`
 
 FAMILIES:dict[str, Family] = {}
 
@@ -111,24 +110,16 @@ def run_summary(results:dict, # task name -> `TrainResult`, in training order
                 train_steps_per_s=done[-1].train_steps_per_s if done else None,
                 tasks={k: asdict(v) for k, v in results.items()})
 
-def _state():
-    "accelerate's process state, on the CPU when there is no GPU (so that CPU processes under a launcher see each other)."
-    from accelerate import PartialState
-    return PartialState(cpu=not torch.cuda.is_available())
-
-def _world():
-    ps = _state(); return ps.process_index, ps.num_processes
-
 def _on_main(fn, *args, **kw):
     "Run `fn` in the main process only (writing the run folder), then let every process continue."
-    ps = _state()
+    ps = process_state()
     if ps.is_main_process: fn(*args, **kw)
     ps.wait_for_everyone()
 
 def clip_loss_fn() -> open_clip.ClipLoss:
     "open_clip's InfoNCE, gathering the features of every process with gradients (the negatives are the global batch)."
-    rank, world = _world()
-    return open_clip.ClipLoss(local_loss=False, gather_with_grad=True, rank=rank, world_size=world)
+    ps = process_state()
+    return open_clip.ClipLoss(local_loss=False, gather_with_grad=True, rank=ps.process_index, world_size=ps.num_processes)
 
 @torch.no_grad()
 def contrastive_val(image_features:torch.Tensor, text_features:torch.Tensor, logit_scale) -> dict:
@@ -143,10 +134,7 @@ def image_fingerprint(images:ImageConfig) -> dict:
     return {k: v for k, v in asdict(images).items() if k != 'preload_max_gb'}
 
 def _check_datasets(train_ds, val_ds, who):
-    for name, ds in (('training', train_ds), ('validation', val_ds)):
-        miss = {'image', 'text'} - set(ds.column_names)
-        if miss: raise ValueError(f"{who}: the {name} dataset lacks column(s) {sorted(miss)}; it has {ds.column_names}")
-        if not len(ds): raise ValueError(f"{who}: the {name} dataset is empty")
+    for name, ds in (('training', train_ds), ('validation', val_ds)): check_pairs(ds, f"{who}: the {name} dataset")
 
 def _expand(path:str, where:str) -> str:
     "A path with environment variables expanded; an unset variable is an error naming the setting."
@@ -215,8 +203,7 @@ register_family(Family(
     captioner=lambda l, bs, cands: _retrieval(_contrastive_scorer(l, bs), cands),
     blind=lambda l, bs, cands: BlankImageScorer(_contrastive_scorer(l, bs), l.model.image_size,
                                                 _retrieval(_contrastive_scorer(l, bs), cands) if cands else None),
-    saved_as='cvcl', files=('contrastive', 'model.safetensors', 'model_config.json', 'vocab.json'), caption_kind='retrieved',
-    description='CVCL: open_clip image tower + mean-of-word-embeddings text tower, InfoNCE'))
+    saved_as='cvcl', files=('contrastive', 'model.safetensors', 'model_config.json', 'vocab.json'), caption_kind='retrieved'))
 
 # %% ../nbs/32_families.ipynb #d47797dc
 def phase_config(**kw) -> Callable[[], TrainConfig]:
@@ -296,7 +283,7 @@ def train_generative(p:GenerativeParams, # the family's params
     tok = build_tokenizer(train_ds['text'])
     seed_everything(p.language.seed)
     model = create_generative(p.model, vision, tok)
-    model.to(_state().device)  # the feature cache is computed where training runs
+    model.to(process_state().device)  # the feature cache is computed where training runs
     ids, _ = tok.encode(train_ds['text']); vids, _ = tok.encode(val_ds['text'])
     fp = dict(model=asdict(model.cfg), vision=model.vision.spec, vocab_size=len(tok))
     dtype = _FEATURE_DTYPES[p.feature_dtype]
@@ -326,8 +313,7 @@ register_family(Family(
     blind=lambda l, bs, cands: GenerativeScorer(l.model, l.tokenizer, bs, blind=True),
     saved_as='babyllava', files=('phase0_vision', 'vision', 'phase0_language', 'phase1_projector', 'phase2_full',
                                  'model.safetensors', 'model_config.json', 'tokenizer.json'),
-    check=check_generative, n_trained=lambda l: sum(t.numel() for n, t in l.model.named_parameters() if not n.startswith('vision')),
-    description='BabyLLaVA: frozen vision + MLP projector + GPT-2 from scratch, trained in phases'))
+    check=check_generative, n_trained=lambda l: sum(t.numel() for n, t in l.model.named_parameters() if not n.startswith('vision'))))
 
 # %% ../nbs/32_families.ipynb #9736b8cb
 @dataclass
@@ -372,8 +358,7 @@ register_family(Family(
     captioner=lambda l, bs, cands: (lambda ims: CoCaScorer(l.model, l.tokenizer, bs).generate(ims, max_new_tokens=25)),
     blind=lambda l, bs, cands: BlankImageScorer(_coca_cosine(l, bs), l.model.image_size,
                                                 lambda ims: CoCaScorer(l.model, l.tokenizer, bs).generate(ims, max_new_tokens=25)),
-    saved_as='coca', files=('coca', 'model.safetensors', 'model_config.json', 'tokenizer.json'),
-    description='CoCa: contrastive + captioning loss in one model (open_clip)'))
+    saved_as='coca', files=('coca', 'model.safetensors', 'model_config.json', 'tokenizer.json')))
 
 # %% ../nbs/32_families.ipynb #ef1ed160
 @dataclass
@@ -422,8 +407,7 @@ register_family(Family(
     blind=lambda l, bs, cands: BlankImageScorer(_reference_scorer(l, bs), l.model.image_size,
                                                 _retrieval(_reference_scorer(l, bs), cands) if cands else None),
     saved_as='lit-reference', files=('reference', 'heads.safetensors', 'model_config.json'), caption_kind='retrieved',
-    n_trained=lambda l: sum(t.numel() for t in l.model.heads.parameters()), upper_bound=True,
-    description='LiT reference: frozen pretrained EfficientNet-Lite0 + MiniLM, trained linear heads'))
+    n_trained=lambda l: sum(t.numel() for t in l.model.heads.parameters()), upper_bound=True))
 
 # %% ../nbs/32_families.ipynb #cad7a239
 BLIND_BENCHMARKS = ('vtwt', 'baby_winoground', 'saycam_caption') # where a model without its image is informative

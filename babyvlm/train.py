@@ -18,10 +18,10 @@ from .core import seed_everything
 from .models.vision import to_square
 
 # %% auto #0
-__all__ = ['HARMLESS_KEYS', 'TrainConfig', 'ImageConfig', 'check_train_config', 'lr_at', 'PairTensors', 'undecoded',
-           'decode_image', 'pair_tensors', 'LazyPairs', 'pair_store', 'batch_indices', 'sample_seeds', 'make_augment',
-           'normalize', 'augment_batch', 'ImagePairs', 'TensorRows', 'StepBatches', 'step_loader', 'global_mean',
-           'gather_rows', 'Task', 'TrainResult', 'write_atomic', 'fit']
+__all__ = ['HARMLESS_KEYS', 'TrainConfig', 'ImageConfig', 'check_train_config', 'lr_at', 'PairTensors', 'check_pairs',
+           'undecoded', 'decode_image', 'pair_tensors', 'LazyPairs', 'pair_store', 'batch_indices', 'sample_seeds',
+           'make_augment', 'normalize', 'augment_batch', 'ImagePairs', 'TensorRows', 'StepBatches', 'step_loader',
+           'process_state', 'global_mean', 'gather_rows', 'Task', 'TrainResult', 'write_atomic', 'fit']
 
 # %% ../nbs/30_train.ipynb #072d78f0
 @dataclass
@@ -95,11 +95,13 @@ class PairTensors:
     def __len__(self): return len(self.ids)
     def batch(self, idx:torch.Tensor): return self.images[idx], self.ids[idx]
 
-def _check_pairs(ds):
+def check_pairs(ds, # a dataset of image-text pairs
+                where:str='pair dataset', # what to call it in the error
+               ):
     "A pair dataset must have `image` and `text` columns and at least one row."
     missing = {'image', 'text'} - set(ds.column_names)
-    if missing: raise ValueError(f"pair dataset lacks column(s) {sorted(missing)}; it has {ds.column_names}")
-    if len(ds) == 0: raise ValueError("pair dataset is empty")
+    if missing: raise ValueError(f"{where} lacks column(s) {sorted(missing)}; it has {ds.column_names}")
+    if len(ds) == 0: raise ValueError(f"{where} is empty")
 
 def undecoded(ds, cols):
     "`ds` reduced to `cols` (+ `asset_id`, to name bad rows), images as stored (bytes or path), not decoded."
@@ -128,7 +130,7 @@ def pair_tensors(ds, # a `datasets.Dataset` with `image` and `text` columns
                  progress:bool=False, # show a progress bar
                 ) -> PairTensors:
     "Decode every image of `ds` once into a uint8 tensor and tokenise every utterance."
-    _check_pairs(ds); n = len(ds)
+    check_pairs(ds); n = len(ds)
     imgs = torch.empty((n, 3, size, size), dtype=torch.uint8)
     texts, i = [], 0
     it = undecoded(ds, ['image', 'text']).iter(batch_size=batch_size)
@@ -145,7 +147,7 @@ class LazyPairs:
                  tokenizer, # a `Vocab` or `WordTokenizer`
                  size:int, # decoded image side
                 ):
-        _check_pairs(ds)
+        check_pairs(ds)
         self.raw, self.size = undecoded(ds, ['image']), size
         self.ids, _ = tokenizer.encode(ds['text'], pad_to=tokenizer.context_length)
     def __len__(self): return len(self.ids)
@@ -163,7 +165,7 @@ def pair_store(ds, # a pair dataset
                progress:bool=False, # show a progress bar while decoding
               ):
     "`PairTensors` when the decoded images fit `images.preload_max_gb`, else `LazyPairs`; small images are kept small."
-    _check_pairs(ds)
+    check_pairs(ds)
     store = min(size, min(ds[0]['image'].size))   # crops are resized up on the fly
     limit = (images or ImageConfig()).preload_max_gb
     if len(ds) * 3 * store * store <= limit * 1e9: return pair_tensors(ds, tokenizer, store, progress=progress)
@@ -286,7 +288,13 @@ def step_loader(batches:StepBatches, # the steps' batches
                                        pin_memory=pin_memory, prefetch_factor=4 if num_workers else None, collate_fn=_collate)
 
 # %% ../nbs/30_train.ipynb #5388d6e4
+def process_state():
+    "accelerate's process state, on the CPU when there is no GPU (so that CPU processes under a launcher see each other)."
+    from accelerate import PartialState
+    return PartialState(cpu=not torch.cuda.is_available())
+
 def _world():
+    "(processes, this rank) of the running process group, read from torch.distributed (cheap: called every step)."
     import torch.distributed as dist
     return (dist.get_world_size(), dist.get_rank()) if dist.is_available() and dist.is_initialized() else (1, 0)
 

@@ -224,11 +224,9 @@ def tiny_world():
 
 
 def lit_reference(world, cfg, cache=None):
-    "The study's kind of scorer and embedder: a LiT reference (pretrained encoders from the asset cache, seeded heads) at cfg.image_size."
-    from babyvlm.models.reference import ReferenceConfig, create_reference
-    torch.manual_seed(cfg.seed)
-    model = create_reference(ReferenceConfig(image_size=cfg.image_size)).eval()
-    return ReferenceScorer(model, cache=cache), EffNetEmbedder(reference=model, cache=cache)
+    "The study's scorer and embedder: LiT heads over the pretrained encoders, trained on the web pairs (`families.transfer_models`)."
+    from babyvlm.families import transfer_models
+    return transfer_models(world, cfg, cache)
 
 
 def test_build_transferred_plumbing(tmp_path):
@@ -254,7 +252,7 @@ def test_build_transferred_needs_scorer_and_embedder():
 def test_build_transferred_with_the_reference(tmp_path):
     "The study's scorer and embedder: both scoring paths agree, and the step caches are keyed by their identities."
     world = tiny_world()
-    cfg = TransferConfig(filter_quantile=0.3, image_size=64)
+    cfg = TransferConfig(filter_quantile=0.3, image_size=64, reference_steps=40)
     scorer, embedder = lit_reference(world, cfg, tmp_path)
     home = world.home['train']; few = home.select(range(6)); b = few[:]
     assert np.allclose(scorer.score(b['image'], b['text']), scorer.score_dataset(few), atol=1e-4)

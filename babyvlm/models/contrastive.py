@@ -11,7 +11,7 @@ import torch, torch.nn as nn, torch.nn.functional as F
 import open_clip
 from open_clip.model import CustomTextCLIP, _build_vision_tower
 from safetensors.torch import save_file, load_file
-from ..core import PACKAGE_DIR, config_from_dict
+from ..core import PACKAGE_DIR, config_from_dict, require_files
 from ..text import Vocab, PAD
 
 # %% auto #0
@@ -158,8 +158,7 @@ def load_contrastive(model_dir:Path|str, # a folder written by `save_contrastive
                     ) -> tuple[CVCL, Vocab]:
     "Load a saved CVCL-style model and its vocabulary, in eval mode."
     model_dir = Path(model_dir)
-    for f in ('model.safetensors', 'model_config.json', 'vocab.json'):
-        if not (model_dir/f).exists(): raise FileNotFoundError(f"{model_dir}: missing {f} (expected a folder written by save_contrastive)")
+    require_files(model_dir, ('model.safetensors', 'model_config.json', 'vocab.json'), 'save_contrastive')
     d = json.loads((model_dir/'model_config.json').read_text())
     if d.get('family') != 'cvcl': raise ValueError(f"{model_dir/'model_config.json'}: family must be 'cvcl', got {d.get('family')!r}")
     vocab = Vocab.load(model_dir/'vocab.json')

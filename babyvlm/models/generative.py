@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Callable
 import numpy as np, torch, torch.nn as nn, torch.nn.functional as F
 from safetensors.torch import save_model, load_model
-from ..core import config_from_dict
+from ..core import config_from_dict, require_files
 from ..text import PAD, SOS, EOS, WordTokenizer, build_tokenizer
 from .contrastive import count_params
 from .vision import VisionTower, vision_from_spec
@@ -152,8 +152,7 @@ def read_model_dir(model_dir:Path, # a model folder
                    writer:str, # the function that writes such folders (for the message)
                   ) -> tuple[dict, WordTokenizer]:
     "The `model_config.json` and the tokenizer of a model folder with a word-level tokenizer, checked."
-    for f in ('model.safetensors', 'model_config.json', 'tokenizer.json'):
-        if not (model_dir/f).exists(): raise FileNotFoundError(f"{model_dir}: missing {f} (expected a folder written by {writer})")
+    require_files(model_dir, ('model.safetensors', 'model_config.json', 'tokenizer.json'), writer)
     d = json.loads((model_dir/'model_config.json').read_text())
     if d.get('family') != family: raise ValueError(f"{model_dir/'model_config.json'}: family must be {family!r}, got {d.get('family')!r}")
     tok = WordTokenizer.load(model_dir/'tokenizer.json')

@@ -9,7 +9,7 @@ from dataclasses import dataclass, asdict
 from pathlib import Path
 import torch, torch.nn as nn, torch.nn.functional as F
 from safetensors.torch import save_model, load_model
-from ..core import config_from_dict
+from ..core import config_from_dict, require_files
 from ..pretrained import FrozenEncoders, load_frozen_encoders
 
 # %% auto #0
@@ -82,8 +82,7 @@ def load_reference(model_dir:Path|str, # a folder written by `save_reference`
                   ) -> LiTReference:
     "Load a saved reference model (its heads; the encoders from the packs), in eval mode."
     model_dir = Path(model_dir)
-    for f in ('heads.safetensors', 'model_config.json'):
-        if not (model_dir/f).exists(): raise FileNotFoundError(f"{model_dir}: missing {f} (expected a folder written by save_reference)")
+    require_files(model_dir, ('heads.safetensors', 'model_config.json'), 'save_reference')
     d = json.loads((model_dir/'model_config.json').read_text())
     if d.get('family') != 'lit-reference': raise ValueError(f"{model_dir/'model_config.json'}: family must be 'lit-reference', got {d.get('family')!r}")
     m = create_reference(config_from_dict(ReferenceConfig, d['config'], str(model_dir/'model_config.json')), cache)

@@ -14,6 +14,7 @@ from PIL import Image
 from safetensors.torch import save_model, load_model
 from tqdm.auto import tqdm
 from torchvision.transforms import v2
+from ..core import require_files
 from .contrastive import load_contrastive, model_from_config
 
 # %% auto #0
@@ -161,8 +162,7 @@ def load_vision(model_dir:Path|str, # a folder written by `save_vision`
                ) -> VisionTower:
     "Read an encoder written by `save_vision`."
     model_dir = Path(model_dir)
-    for f in ('vision.safetensors', 'vision_config.json'):
-        if not (model_dir/f).exists(): raise FileNotFoundError(f"{model_dir}: missing {f} (expected a folder written by save_vision)")
+    require_files(model_dir, ('vision.safetensors', 'vision_config.json'), 'save_vision')
     spec = json.loads((model_dir/'vision_config.json').read_text())
     bb = backbone_from_spec(spec)
     load_model(bb, str(model_dir/'vision.safetensors'), strict=True)
