@@ -18,13 +18,25 @@ from .models.vision import uint8_batch
 from .models.generative import build_labels, lm_loss, token_ce, greedy_decode
 
 # %% auto #0
-__all__ = ['WINOGROUND_CHANCE', 'BENCHMARKS', 'GENERATIVE_BENCHMARKS', 'Scorer', 'ContrastiveScorer', 'greedy_captions',
-           'LikelihoodScorer', 'GenerativeScorer', 'CoCaScorer', 'BlankImageScorer', 'bootstrap_ci', 'EvalConfig',
-           'evaluate_labeled_s', 'evaluate_vtwt', 'winoground_outcomes', 'evaluate_winoground', 'meteor_tokens',
-           'tokens_may_differ', 'meteor', 'evaluate_captioning', 'write_results', 'evaluate_real_photos',
-           'evaluate_items', 'evaluate', 'TextPriorScorer', 'retrieval_captioner', 'frequent_captioner']
+__all__ = ['WINOGROUND_CHANCE', 'BENCHMARKS', 'GENERATIVE_BENCHMARKS', 'distinct_images', 'Scorer', 'ContrastiveScorer',
+           'greedy_captions', 'LikelihoodScorer', 'GenerativeScorer', 'CoCaScorer', 'BlankImageScorer', 'bootstrap_ci',
+           'EvalConfig', 'evaluate_labeled_s', 'evaluate_vtwt', 'winoground_outcomes', 'evaluate_winoground',
+           'meteor_tokens', 'tokens_may_differ', 'meteor', 'evaluate_captioning', 'write_results',
+           'evaluate_real_photos', 'evaluate_items', 'evaluate', 'TextPriorScorer', 'retrieval_captioner',
+           'frequent_captioner']
 
 # %% ../nbs/31_evaluate.ipynb #7f369859
+def distinct_images(images, # a list of PIL images / paths, or a `LazyImages`
+                   ) -> tuple[Sequence, np.ndarray]:
+    "Each distinct image once (the same file, or the same image object), and where each element of `images` is in that list."
+    src = image_sources(images)
+    keys = [str(s) if isinstance(s, (str, Path)) else id(s) for s in src]
+    first = {}
+    for i, k in enumerate(keys): first.setdefault(k, i)
+    order = list(first.values()); pos = {k: j for j, k in enumerate(first)}
+    uniq = LazyImages([src[i] for i in order]) if isinstance(images, LazyImages) else [images[i] for i in order]
+    return uniq, np.array([pos[k] for k in keys], dtype=np.int64)
+
 class Scorer(Protocol):
     "Anything that scores (image, text) pairs row-wise, higher = better."
     def score(self, images:list[Image.Image], texts:list[str]) -> np.ndarray: ...
@@ -64,13 +76,8 @@ class ContrastiveScorer:
         if not len(images): return np.zeros(0, dtype=np.float64)
         uniq = sorted(set(texts)); pos = {t: i for i, t in enumerate(uniq)}
         t = self.encode_texts(uniq)[[pos[x] for x in texts]]
-        src = image_sources(images)   # a benchmark pairs one image with several texts: encode it once
-        keys = [str(s) if isinstance(s, (str, Path)) else id(s) for s in src]
-        first = {}
-        for i, k in enumerate(keys): first.setdefault(k, i)
-        order = list(first.values()); where = {k: j for j, k in enumerate(first)}
-        emb = self.encode_images(LazyImages([src[i] for i in order]) if isinstance(images, LazyImages) else [images[i] for i in order])
-        return (emb[[where[k] for k in keys]] * t).sum(-1).double().cpu().numpy()
+        uniq, where = distinct_images(images)   # a benchmark pairs one image with several texts: encode it once
+        return (self.encode_images(uniq)[where] * t).sum(-1).double().cpu().numpy()
 
 # %% ../nbs/31_evaluate.ipynb #a3a223a4
 def greedy_captions(images:Sequence, # images to caption
@@ -133,6 +140,29 @@ class GenerativeScorer(LikelihoodScorer):
     def _features(self, images) -> torch.Tensor|None:
         if self.blind: return None
         return self.model.vision(uint8_batch([im.convert('RGB') for im in images], self.model.vision.image_size).to(self.device))
+
+    @torch.no_grad()
+    def score(self, images:Sequence[Image.Image], # images
+              texts:Sequence[str], # texts, one per image
+             ) -> np.ndarray:
+        """Minus the mean cross-entropy of each text's tokens and `<eos>` given its image. Each distinct image is encoded,
+        and run through the language model, once: its texts continue from its key/value cache (`BabyLLaVA.image_cache`)."""
+        _check_pairs_arg(images, texts)
+        if self.blind or not len(texts): return super().score(images, texts)
+        uniq, where = distinct_images(images)
+        out = np.zeros(len(texts), dtype=np.float64)
+        by_image = np.argsort(where, kind='stable')   # pairs grouped by their image, images in first-seen order
+        bounds = np.searchsorted(where[by_image], np.arange(0, len(uniq) + self.batch_size, self.batch_size))
+        for g, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):   # batch_size images at a time
+            if a == b: continue
+            lo = g * self.batch_size
+            cache = self.model.image_cache(self._features(uniq[lo:lo + self.batch_size]))
+            for j in range(a, b, self.batch_size):   # their texts, batch_size at a time
+                idx = by_image[j:min(b, j + self.batch_size)]
+                ids = self.tok.encode([texts[t] for t in idx])[0].to(self.device)
+                rows = torch.as_tensor(where[idx] - lo, device=self.device)
+                out[idx] = -lm_loss(self.model.text_logits(ids, cache, rows), build_labels(ids), per_row=True).double().cpu().numpy()
+        return out
 
     def _mean_ce(self, images, texts):
         ids = self.tok.encode(texts)[0].to(self.device)
