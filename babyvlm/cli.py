@@ -150,7 +150,7 @@ def _train(args) -> int:
     import json
     from babyvlm.core import set_offline, seed_everything, provenance, stable_hash
     from babyvlm.study import load_params, run_training_data, save_params, params_dict, condition_families, run_params
-    from babyvlm.families import get_family
+    from babyvlm.families import get_family, family_params
     from babyvlm.world import build_world
     set_offline()
     p = load_params(args.profile, args.condition, args.seed, args.overrides)
@@ -166,12 +166,13 @@ def _train(args) -> int:
     with state.main_process_first():   # the main process builds (or finds) the world and the data; the others read the cache
         world = build_world(p.world, progress=state.is_main_process)
         train_ds, val_ds = run_training_data(world, p.data, p.seed, p.transfer)
+        fp = family_params(fam, run_params(p), world)   # what the family shares per world (built once, cached)
     if state.is_main_process:
         out.mkdir(parents=True, exist_ok=True); save_params(p, out/'params.yaml')
         (out/'provenance.json').write_text(json.dumps(provenance(params_hash=stable_hash(params_dict(p)), world_hash=world.root.name,
                                                                  processes=state.num_processes), indent=1))
     seed_everything(p.seed)
-    res = fam.train(run_params(p), train_ds, val_ds, out)
+    res = fam.train(fp, train_ds, val_ds, out)
     if state.is_main_process:
         (out/'train_utterances.json').write_text(json.dumps(list(train_ds['text'])))
         print(f"babyvlm train: {fam.label}, {res['steps']} steps on {state.num_processes} process(es), final validation loss "

@@ -20,10 +20,10 @@ from .models.generative import build_labels, lm_loss, token_ce, greedy_decode
 # %% auto #0
 __all__ = ['WINOGROUND_CHANCE', 'BENCHMARKS', 'GENERATIVE_BENCHMARKS', 'distinct_images', 'Scorer', 'ContrastiveScorer',
            'greedy_captions', 'LikelihoodScorer', 'GenerativeScorer', 'CoCaScorer', 'BlankImageScorer', 'bootstrap_ci',
-           'EvalConfig', 'evaluate_labeled_s', 'evaluate_vtwt', 'winoground_outcomes', 'evaluate_winoground',
-           'meteor_tokens', 'tokens_may_differ', 'meteor', 'evaluate_captioning', 'write_results',
-           'evaluate_real_photos', 'evaluate_items', 'evaluate', 'TextPriorScorer', 'retrieval_captioner',
-           'frequent_captioner']
+           'image_dependence', 'EvalConfig', 'evaluate_labeled_s', 'evaluate_vtwt', 'winoground_outcomes',
+           'evaluate_winoground', 'meteor_tokens', 'tokens_may_differ', 'meteor', 'evaluate_captioning',
+           'write_results', 'evaluate_real_photos', 'evaluate_items', 'evaluate', 'TextPriorScorer',
+           'retrieval_captioner', 'frequent_captioner']
 
 # %% ../nbs/31_evaluate.ipynb #7f369859
 def distinct_images(images, # a list of PIL images / paths, or a `LazyImages`
@@ -231,6 +231,28 @@ def bootstrap_ci(values:Sequence[float], # per-trial outcomes (e.g. 0/1 correct)
         means[i:i+k] = v[rng.integers(0, len(v), size=(k, len(v)))].mean(1)
     lo, hi = np.quantile(means, [(1 - ci) / 2, (1 + ci) / 2])
     return float(lo), float(hi)
+
+# %% ../nbs/31_evaluate.ipynb #2a23fc1b
+def image_dependence(scorer:Scorer, # scores (image, text) pairs, higher = better
+                     images:Sequence, # images
+                     texts:Sequence[str], # the text that belongs to each image
+                     blind:Scorer|None=None, # the same model without its image (optional)
+                     seed:int=0, # the shuffle and the bootstrap
+                     n_boot:int=1000, # bootstrap resamples
+                    ) -> dict:
+    "Own-image vs shuffled-image scores of matching pairs: mean margin with a 95% interval, share won, blind mean."
+    n = len(texts)
+    if len(images) != n or n < 2: raise ValueError(f"image_dependence: needs >= 2 pairs with one text per image, got {len(images)} images, {n} texts")
+    order = np.random.default_rng(seed).permutation(n)
+    other = np.empty(n, dtype=np.int64); other[order] = np.roll(order, -1)   # pair order[j] gets the image of order[j + 1]
+    own = np.asarray(scorer.score(images, list(texts)), dtype=np.float64)
+    shuf = np.asarray(scorer.score([images[j] for j in other], list(texts)), dtype=np.float64)
+    d = own - shuf
+    lo, hi = bootstrap_ci(d, n_boot=n_boot, seed=seed)
+    out = dict(own=float(own.mean()), shuffled=float(shuf.mean()), margin=float(d.mean()), margin_ci_low=lo, margin_ci_high=hi,
+               own_wins=float((d > 0).mean()), n_pairs=n)
+    if blind is not None: out['blind'] = float(np.mean(blind.score(images, list(texts))))
+    return out
 
 # %% ../nbs/31_evaluate.ipynb #7284bcae
 @dataclass

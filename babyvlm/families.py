@@ -14,23 +14,25 @@ from .core import ParamsError, seed_everything, stable_hash, cache_dir
 from .text import Vocab, SPECIALS, build_vocab, build_tokenizer
 from .models.contrastive import (ContrastiveConfig, create_contrastive, save_contrastive, load_contrastive,
                                         image_preprocess, count_params)
-from .models.vision import SSLConfig, SmallConvNet, SimCLR, VisionTower, nt_xent, ssl_spec, save_vision, dino_vision, image_features
+from .models.vision import (SSLConfig, SimCLR, VisionTower, nt_xent, ssl_spec, ssl_backbone, save_vision, load_vision, dino_vision,
+                            image_features, linear_probe)
 from .models.generative import (GenerativeConfig, create_generative, set_trainable, lm_loss_sum, build_labels,
                                        save_generative, load_generative)
 from .models.hybrid import CoCaConfig, create_coca, coca_loss_terms, save_coca, load_coca
 from .models.reference import ReferenceConfig, create_reference, save_reference, load_reference
 from .pretrained import frozen_features
 from .train import (TrainConfig, ImageConfig, Task, TrainResult, fit, ImagePairs, TensorRows, pair_store, pair_tensors, check_pairs, process_state,
-                           global_mean, gather_rows)
+                           global_mean, gather_rows, HARMLESS_KEYS)
 from .evaluate import (ContrastiveScorer, GenerativeScorer, CoCaScorer, BlankImageScorer, retrieval_captioner,
-                              EvalConfig, evaluate_items, TextPriorScorer, frequent_captioner)
+                              EvalConfig, evaluate_items, TextPriorScorer, frequent_captioner, image_dependence)
 
 # %% auto #0
-__all__ = ['FAMILIES', 'BLIND_BENCHMARKS', 'Loaded', 'Family', 'trained_params', 'register_family', 'get_family', 'detect_family',
-           'run_summary', 'clip_loss_fn', 'contrastive_val', 'image_fingerprint', 'image_pair_sources',
-           'ContrastiveParams', 'train_contrastive', 'phase_config', 'GenerativeParams', 'check_generative',
-           'train_generative', 'HybridParams', 'train_hybrid', 'ReferenceParams', 'reference_heads_task',
-           'train_reference', 'score_run', 'transfer_models']
+__all__ = ['FAMILIES', 'BLIND_BENCHMARKS', 'Loaded', 'Family', 'trained_params', 'register_family', 'family_params', 'get_family',
+           'detect_family', 'run_summary', 'clip_loss_fn', 'contrastive_val', 'image_fingerprint', 'image_pair_sources',
+           'ContrastiveParams', 'train_contrastive', 'phase_config', 'GenerativeParams', 'LlamaParams',
+           'check_generative', 'world_vision', 'prepare_generative', 'train_generative', 'generative_diagnostics',
+           'HybridParams', 'train_hybrid', 'ReferenceParams', 'reference_heads_task', 'train_reference', 'score_run',
+           'transfer_models']
 
 # %% ../nbs/32_families.ipynb #7cf1271e
 @dataclass
@@ -58,6 +60,8 @@ class Family:
     check:Callable|None = None # (params, given: dict, where) -> None; refuses given settings the family would ignore
     n_trained:Callable|None = None # (loaded) -> parameters it trained (default: all of the model's)
     upper_bound:bool = False # a pretrained reference (the paper's CLIP/LLaVA rows), not a baby model of the ablation
+    prepare:Callable|None = None # (params, world) -> params: what the family builds once per world and shares (cached)
+    diagnostics:Callable|None = None # (loaded, world, batch_size) -> dict: mechanism checks reported with every run
 
 FAMILIES:dict[str, Family] = {}
 
@@ -76,6 +80,13 @@ def register_family(f:Family, # the family to add
         raise TypeError(f"family {f.name!r}: params must be a dataclass type")
     FAMILIES[f.name] = f
     return f
+
+def family_params(f:Family, # the family
+                  params, # its params section
+                  world, # the world the run trains in
+                 ):
+    "The family's params with what it shares per world built (or read back from the cache): `Family.prepare`."
+    return f.prepare(params, world) if f.prepare else params
 
 def get_family(name:str) -> Family:
     "The registered family `name` (an error lists the known ones)."
@@ -211,39 +222,52 @@ def phase_config(**kw) -> Callable[[], TrainConfig]:
     return lambda: TrainConfig(**dict(dict(batch_size=32, betas=(0.9, 0.95), weight_decay=0.1, warmup_steps=10, eval_every=50,
                                            ckpt_every=200, patience=0, select='last'), **kw))
 
+_SIMCLR_AUG = lambda: ImageConfig(jitter_p=0.8, grey_p=0.2)   # SimCLR's colour jitter and grey on top of the paper's crop, flip, blur
+
 @dataclass
 class GenerativeParams:
-    "The generative family (BabyLLaVA): vision encoder, language model and projector, the training phases."
+    "The generative family (BabyLLaVA-GPT2): vision encoder, language model and projector, the training phases."
     model:GenerativeConfig = field(default_factory=GenerativeConfig) # GPT-2 and projector sizes
-    vision:str = 'ssl' # 'ssl' (SimCLR on the run's training images) or a DINO .pth (Orhan et al.; $VARS expanded)
+    vision:str = 'world' # 'world', 'ssl', a `save_vision` folder, or a DINO .pth (Orhan et al.; $VARS expanded): see below
     dino_arch:str = 'resnext50_32x4d' # torchvision architecture of the DINO checkpoint
     dino_image_size:int = 224 # input side of the DINO encoder (the paper: 224 -> a 7 x 7 map)
     dino_grid:int|None = 7 # DINO feature map pooled to grid x grid tokens (None: kept)
-    ssl:SSLConfig = field(default_factory=SSLConfig) # the SimCLR encoder (vision: ssl)
+    ssl:SSLConfig = field(default_factory=SSLConfig) # the SimCLR encoder (vision: world or ssl)
     ssl_train:TrainConfig = field(default_factory=lambda: TrainConfig(max_steps=300, lr=1e-3, patience=0, select='last')) # its training
-    ssl_images:ImageConfig = field(default_factory=ImageConfig) # its augmentation (the two views)
-    language:TrainConfig = field(default_factory=phase_config(max_steps=200, lr=5e-4)) # phase 0: GPT-2 on the utterances
+    ssl_images:ImageConfig = field(default_factory=_SIMCLR_AUG) # its augmentation (the two views)
+    language:TrainConfig = field(default_factory=phase_config(max_steps=200, lr=5e-4)) # phase 0: the LM on the utterances
     projector:TrainConfig = field(default_factory=phase_config(max_steps=100, lr=3e-3)) # phase 1: projector only
-    full:TrainConfig = field(default_factory=phase_config(max_steps=200, lr=2e-4)) # phase 2: projector + GPT-2
+    full:TrainConfig = field(default_factory=phase_config(max_steps=200, lr=2e-4)) # phase 2: projector + LM
     feature_batch_size:int = 256 # images per batch when caching vision features
     feature_dtype:str = 'float32' # feature cache type: 'float32', 'float16' or 'bfloat16'
 
+@dataclass
+class LlamaParams(GenerativeParams):
+    "BabyLLaVA-Llama: the same phases over a Llama language model and a ViT encoder (self-supervised like the CNN)."
+    model:GenerativeConfig = field(default_factory=lambda: GenerativeConfig(lm='llama', n_embd=64, n_layer=2, n_head=4, n_kv_head=2,
+                                                                            n_inner=256, dropout=0.0)) # Llama sizes (PAPER_LLAMA: TinyLlama's)
+    ssl:SSLConfig = field(default_factory=lambda: SSLConfig(arch='vit', image_size=64, grid=4, vit_patch=8, vit_width=128, vit_depth=4,
+                                                            vit_heads=4)) # a small ViT (the paper: a DINO ViT-L/16)
+
 _FEATURE_DTYPES = {'float32': torch.float32, 'float16': torch.float16, 'bfloat16': torch.bfloat16}
+_SSL_VISION = ('world', 'ssl')
 
 def check_generative(p:GenerativeParams, given:dict, where:str='generative'):
-    "Refuse the SimCLR sections when the vision encoder comes from a DINO file (they would be ignored), and bad values."
+    "Refuse the SimCLR sections when the vision encoder is given (they would be ignored), the DINO ones without a DINO file, and bad values."
     if p.feature_dtype not in _FEATURE_DTYPES:
         raise ParamsError(f"{where}.feature_dtype must be one of {sorted(_FEATURE_DTYPES)}, got {p.feature_dtype!r}")
-    unused = ('ssl', 'ssl_train', 'ssl_images') if p.vision != 'ssl' else ('dino_arch', 'dino_image_size', 'dino_grid')
+    if not p.vision: raise ParamsError(f"{where}.vision is empty: use 'world', 'ssl', a save_vision folder or a DINO .pth file")
+    dino = p.vision not in _SSL_VISION and not Path(os.path.expandvars(p.vision)).is_dir()
+    unused = ('ssl', 'ssl_train', 'ssl_images') + (() if dino else ('dino_arch', 'dino_image_size', 'dino_grid')) if p.vision not in _SSL_VISION else ('dino_arch', 'dino_image_size', 'dino_grid')
     bad = [k for k in unused if k in (given or {})]
     if bad: raise ParamsError(f"{where}.{bad[0]} is not used when {where}.vision is {p.vision!r} "
-                              f"({'a DINO checkpoint: no SimCLR encoder is trained' if p.vision != 'ssl' else 'SimCLR, not a DINO file'}); remove it")
+                              f"({'SimCLR, not a DINO file' if p.vision in _SSL_VISION else 'a given encoder: no SimCLR encoder is trained'}); remove it")
 
 def _ssl_vision(p:GenerativeParams, train_ds, val_ds, out_dir:Path, on_step) -> tuple[VisionTower, TrainResult]:
-    "Train the SimCLR CNN on the training images (validated on fixed views of the validation images); frozen tower."
+    "Train the SimCLR encoder on the training images (validated on fixed views of the validation images); frozen tower."
     ssl, size = p.ssl, p.ssl.image_size
     seed_everything(p.ssl_train.seed)
-    bb = SmallConvNet(ssl.widths); net = SimCLR(bb, bb.out_dim, ssl.proj_dim)
+    bb, dim = ssl_backbone(ssl); net = SimCLR(bb, dim, ssl.proj_dim)
     train, val = image_pair_sources(train_ds, val_ds, Vocab(list(SPECIALS)), size, p.ssl_images, views=2)
     def views(m, b):
         z = m(torch.cat([b[0], b[1]])); z1, z2 = z.chunk(2)
@@ -258,6 +282,27 @@ def _ssl_vision(p:GenerativeParams, train_ds, val_ds, out_dir:Path, on_step) -> 
     _on_main(save_vision, vt, out_dir/'vision')
     return vt, r
 
+def world_vision(p:GenerativeParams, # the family's params (`ssl`, `ssl_train`, `ssl_images`)
+                 world, # the world (its `home` training and validation pairs; its `root` holds the cache)
+                 on_step:Callable|None=None, # engine hook
+                ) -> Path:
+    """The world's self-supervised encoder: SimCLR on the world's home training images, validated on its home validation
+    images, trained once per world and settings and cached under the world's folder; returns its `save_vision` folder."""
+    import fcntl
+    key = stable_hash(dict(ssl=asdict(p.ssl), train={k: v for k, v in asdict(p.ssl_train).items() if k not in HARMLESS_KEYS},
+                           images=image_fingerprint(p.ssl_images)))
+    d = Path(world.root)/'vision'/key; d.mkdir(parents=True, exist_ok=True)
+    done = d/'vision'/'vision_config.json'
+    if not done.exists():
+        with open(d/'.lock', 'w') as lock:   # several runs of a study may ask at once: one trains, the others wait and read it
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not done.exists(): _ssl_vision(p, world.home['train'], world.home['validation'], d, on_step)
+    return d/'vision'
+
+def prepare_generative(p:GenerativeParams, world) -> GenerativeParams:
+    "`vision: world` -> the folder of the world's shared encoder (trained on first use); other settings unchanged."
+    return replace(p, vision=str(world_vision(p, world))) if p.vision == 'world' else p
+
 def _lm_task(name, model, ids, feats, vids, vfeats, fp):
     def loss(m, b):
         x, f = b
@@ -268,16 +313,23 @@ def _lm_task(name, model, ids, feats, vids, vfeats, fp):
     return Task(name, model, TensorRows(ids, feats), loss, TensorRows(vids, vfeats), val, val_drop_last=False,
                 fingerprint=dict(fp, phase=name))
 
-def train_generative(p:GenerativeParams, # the family's params
+def train_generative(p:GenerativeParams, # the family's params (`vision: world` must be prepared: `family_params`)
                      train_ds, val_ds, # pair datasets (`image`, `text`)
                      out_dir:Path|str, # the run folder: one subfolder per task, then the model
                      on_step:Callable|None=None, # engine hook (step, record)
                     ) -> dict:
-    "The vision encoder (SimCLR or DINO), then phases 0-2 on the engine; save BabyLLaVA in `out_dir`."
+    "The vision encoder (given, or SimCLR on the run's images), then phases 0-2 on the engine; save BabyLLaVA in `out_dir`."
     out_dir = Path(out_dir); _check_datasets(train_ds, val_ds, 'generative')
     check_generative(p, {})
     results = {}
+    if p.vision == 'world':
+        raise ValueError("generative.vision is 'world': the world's shared encoder must be built first "
+                         "(babyvlm.families.family_params(family, params, world) does it, as the run notebook and `babyvlm train` do)")
     if p.vision == 'ssl': vision, results['phase0_vision'] = _ssl_vision(p, train_ds, val_ds, out_dir, on_step)
+    elif Path(_expand(p.vision, 'generative.vision')).is_dir():   # a shared encoder (`world_vision`) or any save_vision folder
+        vdir = Path(_expand(p.vision, 'generative.vision')); vision = load_vision(vdir)
+        if (vdir.parent/'phase0_vision'/'train_result.json').exists():   # its training, reported with the run (not repeated)
+            results['phase0_vision'] = TrainResult(**json.loads((vdir.parent/'phase0_vision'/'train_result.json').read_text()))
     else:
         vision = dino_vision(_expand(p.vision, 'generative.vision'), p.dino_arch, image_size=p.dino_image_size, grid=p.dino_grid)
     tok = build_tokenizer(train_ds['text'])
@@ -298,22 +350,40 @@ def train_generative(p:GenerativeParams, # the family's params
             if not pc.max_steps: continue
             set_trainable(model, projector=proj, lm=lm)
             results[name] = fit(_lm_task(name, model, ids, feats, vids, vfeats, fp), pc, out_dir/name, on_step)
-    if not results: raise ValueError("generative: every phase has max_steps 0; nothing to train")
+    if not [k for k in results if k != 'phase0_vision' or p.vision == 'ssl']:
+        raise ValueError("generative: every phase has max_steps 0; nothing to train")
     set_trainable(model, True, True); model.eval()
     _on_main(save_generative, model, tok, out_dir, extra=dict(tasks=list(results)))
     return run_summary(results, out_dir)
 
-def _load_generative(run_dir, device='cpu'):
-    m, t = load_generative(run_dir, device); return Loaded('generative', m, t, Path(run_dir))
+def generative_diagnostics(l:Loaded, # a trained BabyLLaVA
+                           world, # its world (home training and validation pairs with categories)
+                           batch_size:int=64, # scorer batch size
+                          ) -> dict:
+    """Does the model read its image, and does its encoder carry the categories? The image-dependence check on the
+    aligned home validation pairs (`babyvlm.evaluate.image_dependence`) and a linear probe of the frozen features."""
+    tr, va = world.home['train'], world.home['validation']
+    aligned = va.filter(lambda a: a, input_columns='aligned') if 'aligned' in va.column_names else va
+    dep = image_dependence(GenerativeScorer(l.model, l.tokenizer, batch_size), list(aligned['image']), list(aligned['text']),
+                           blind=GenerativeScorer(l.model, l.tokenizer, batch_size, blind=True))
+    probe = linear_probe(image_features(l.model.vision, tr).float().mean(1), tr['category'],
+                         image_features(l.model.vision, va).float().mean(1), va['category'])
+    return dict(image_dependence=dep, vision_probe=probe)
 
-register_family(Family(
-    'generative', 'BabyLLaVA', GenerativeParams, train_generative, _load_generative,
-    scorer=lambda l, bs: GenerativeScorer(l.model, l.tokenizer, bs),
-    captioner=lambda l, bs, cands: (lambda ims: GenerativeScorer(l.model, l.tokenizer, bs).generate(ims, max_new_tokens=25)),
-    blind=lambda l, bs, cands: GenerativeScorer(l.model, l.tokenizer, bs, blind=True),
-    saved_as='babyllava', files=('phase0_vision', 'vision', 'phase0_language', 'phase1_projector', 'phase2_full',
-                                 'model.safetensors', 'model_config.json', 'tokenizer.json'),
-    check=check_generative, n_trained=lambda l: sum(t.numel() for n, t in l.model.named_parameters() if not n.startswith('vision'))))
+def _generative_family(name:str, label:str, params:type, saved_as:str) -> Family:
+    return Family(
+        name, label, params, train_generative, lambda run_dir, device='cpu': Loaded(name, *load_generative(run_dir, device), Path(run_dir)),
+        scorer=lambda l, bs: GenerativeScorer(l.model, l.tokenizer, bs),
+        captioner=lambda l, bs, cands: (lambda ims: GenerativeScorer(l.model, l.tokenizer, bs).generate(ims, max_new_tokens=25)),
+        blind=lambda l, bs, cands: GenerativeScorer(l.model, l.tokenizer, bs, blind=True),
+        saved_as=saved_as, files=('phase0_vision', 'vision', 'phase0_language', 'phase1_projector', 'phase2_full',
+                                  'model.safetensors', 'model_config.json', 'tokenizer.json'),
+        check=check_generative, n_trained=lambda l: sum(t.numel() for n, t in l.model.named_parameters() if not n.startswith('vision')),
+        prepare=prepare_generative, diagnostics=generative_diagnostics)
+
+register_family(_generative_family('generative', 'BabyLLaVA-GPT2', GenerativeParams, 'babyllava'))
+register_family(_generative_family('generative_llama', 'BabyLLaVA-Llama', LlamaParams, 'babyllava-llama'))
+
 
 # %% ../nbs/32_families.ipynb #9736b8cb
 @dataclass

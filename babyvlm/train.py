@@ -59,6 +59,9 @@ class ImageConfig:
     blur_p:float = 0.5 # probability of a Gaussian blur
     blur_sigma:tuple[float, float] = (0.1, 2.0) # blur sigma range (pixels at the model's input size)
     flip_p:float = 0.5 # probability of a horizontal flip
+    jitter_p:float = 0.0 # probability of a colour jitter (SimCLR's 0.8; the paper's CVCL augmentation has none)
+    jitter:tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.1) # brightness, contrast, saturation, hue of the jitter
+    grey_p:float = 0.0 # probability of turning the image grey (SimCLR's 0.2)
     preload_max_gb:float = 8.0 # decode the images into memory once when they take at most this; else per batch
 
 def check_train_config(cfg:TrainConfig, # the settings to check
@@ -194,11 +197,12 @@ def sample_seeds(seed:int, # run seed
 def make_augment(size:int, # output side (the model's input size)
                  cfg:ImageConfig, # augmentation settings
                 ):
-    "The paper's augmentation for one uint8 image tensor: random resized crop, flip, blur."
+    "The paper's augmentation for one uint8 image tensor: random resized crop, flip, blur (+ SimCLR's colour jitter and grey if asked)."
     k = max(3, (size // 10) | 1)  # odd kernel, about a tenth of the image
-    return v2.Compose([v2.RandomResizedCrop(size, scale=tuple(cfg.crop_scale), antialias=True),
-                       v2.RandomHorizontalFlip(cfg.flip_p),
-                       v2.RandomApply([v2.GaussianBlur(k, sigma=tuple(cfg.blur_sigma))], p=cfg.blur_p)])
+    steps = [v2.RandomResizedCrop(size, scale=tuple(cfg.crop_scale), antialias=True), v2.RandomHorizontalFlip(cfg.flip_p)]
+    if cfg.jitter_p > 0: steps.append(v2.RandomApply([v2.ColorJitter(*cfg.jitter)], p=cfg.jitter_p))
+    if cfg.grey_p > 0: steps.append(v2.RandomGrayscale(cfg.grey_p))
+    return v2.Compose(steps + [v2.RandomApply([v2.GaussianBlur(k, sigma=tuple(cfg.blur_sigma))], p=cfg.blur_p)])
 
 _MEAN = torch.tensor(open_clip.OPENAI_DATASET_MEAN).view(1, 3, 1, 1)
 _STD = torch.tensor(open_clip.OPENAI_DATASET_STD).view(1, 3, 1, 1)

@@ -44,7 +44,7 @@ def _params(family:str, variant:str, tmp:Path):
     phases = dict(language=_cfg(lr=5e-3, betas=(0.9, 0.95)), projector=_cfg(lr=5e-3, betas=(0.9, 0.95)),
                   full=_cfg(lr=2e-3, betas=(0.9, 0.95)))
     if 'ssl' in variant:   # SimCLR on the training images first (two augmented views per image)
-        return GenerativeParams(gc, ssl=SSLConfig(widths=(8, 16), image_size=32, grid=2, proj_dim=16),
+        return GenerativeParams(gc, vision='ssl', ssl=SSLConfig(widths=(8, 16), image_size=32, grid=2, proj_dim=16),
                                 ssl_train=_cfg(lr=3e-3, select=select), ssl_images=images, **phases)
     from babyvlm.testing import write_dino_fixture   # a frozen DINO-layout ResNet-18: the three phases alone
     dino = tmp/'dino.pth'

@@ -24,7 +24,7 @@ def _params(family, **kw):
     ic = ImageConfig(**{k: v for k, v in kw.items() if k in ImageConfig.__dataclass_fields__})
     if family == 'contrastive': return ContrastiveParams(ContrastiveConfig(image_size=32), tc(12), ic)
     if family == 'generative':
-        return GenerativeParams(GenerativeConfig(n_embd=32, n_layer=1, n_head=2, n_inner=64), ssl=SSLConfig(widths=(8, 16, 32), image_size=32, grid=2, proj_dim=16),
+        return GenerativeParams(GenerativeConfig(n_embd=32, n_layer=1, n_head=2, n_inner=64), vision='ssl', ssl=SSLConfig(widths=(8, 16, 32), image_size=32, grid=2, proj_dim=16),
                                 ssl_train=tc(8), ssl_images=ic, language=tc(8, select='last'), projector=tc(8, select='last'), full=tc(8, select='last'))
     if family == 'hybrid': return HybridParams(CoCaConfig(image_size=32), tc(12), ic)
     if family == 'reference': return ReferenceParams(ReferenceConfig(image_size=32), tc(12))
@@ -45,7 +45,7 @@ def _same(a, b, eps):
 
 
 def test_the_registry_holds_the_four_families():
-    assert list(FAMILIES) == ['contrastive', 'generative', 'hybrid', 'reference']
+    assert list(FAMILIES) == ['contrastive', 'generative', 'generative_llama', 'hybrid', 'reference']
     for f in FAMILIES.values(): assert f.files and f.saved_as and f.caption_kind in ('generated', 'retrieved')
 
 

@@ -30,6 +30,7 @@ def _params(ssl_steps=10, language=20, projector=20, full=20, every=10, **kw):
     "Tiny BabyLLaVA params: SimCLR CNN, then the three phases (each `every` steps evaluated and checkpointed)."
     pc = dict(PC, eval_every=every, ckpt_every=every)
     ssl_pc = dict(pc, eval_every=max(1, every // 2))   # two evaluations at least: a first and a last training loss
+    kw.setdefault('vision', 'ssl')   # SimCLR on the run's own images (the study's default is the world's shared encoder)
     return GenerativeParams(TINY, ssl=SSL, ssl_train=TrainConfig(max_steps=ssl_steps, lr=3e-3, select='last', **ssl_pc),
                             language=TrainConfig(max_steps=language, lr=5e-3, select='last', **pc),
                             projector=TrainConfig(max_steps=projector, lr=5e-3, select='last', **pc),

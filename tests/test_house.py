@@ -77,7 +77,7 @@ def test_the_graph_check_can_fail(tmp_path):
                                           [a.name[len('babyvlm.'):] for a in node.names])}
 
 
-FAMILY_NAMES = ('contrastive', 'generative', 'hybrid', 'reference')
+FAMILY_NAMES = ('contrastive', 'generative', 'generative_llama', 'hybrid', 'reference')
 
 
 def test_only_the_registry_branches_on_family_names():

@@ -8,6 +8,9 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 # the quick profile made smaller still, so the whole path runs in a couple of minutes on 2 cores
 TINY = [f'{f}.train.{k}={v}' for f in ('contrastive', 'hybrid', 'reference') for k, v in (('max_steps', 30), ('eval_every', 15), ('ckpt_every', 15))] + [
+        'eval.n_boot=200'] + [
+        f'{f}.{ph}.{k}={v}' for f in ('generative', 'generative_llama') for ph, n in (('ssl_train', 20), ('language', 40), ('projector', 20), ('full', 30))
+        for k, v in (('max_steps', n), ('eval_every', 10), ('ckpt_every', 20))] + [
         'eval.n_boot=200',
         'world.labeled_s_per_category=10', 'world.n_vtwt=60', 'world.n_winoground=24', 'world.n_captions=22',
         'world.n_web=200', 'world.real_photo_trials_per_image=1']
@@ -75,7 +78,7 @@ def test_every_benchmark_control_and_reference(study):
     assert ref['family'] == 'reference' and 0 <= ref['labeled_s']['accuracy'] <= 1
     html = (sd/'report.html').read_text()
     for s in ['Main table', 'reference (upper bound), reference', 'text prior (no image), home utterances', 'CVCL, home', 'Wino group',
-              'BabyLLaVA, home', 'CoCa hybrid, home', 'with and without its image',
+              'BabyLLaVA-GPT2, home', 'BabyLLaVA-Llama, home', 'CoCa hybrid, home', 'with and without its image',
               'Caption METEOR', 'Real photos', 'paper: CVCL, SAYCam only']:
         assert s in html, s
 
@@ -91,6 +94,7 @@ def test_failed_run_is_recorded_and_not_complete(study):
 
 
 @pytest.mark.parametrize('family,condition,run', [('contrastive', 'home', 'home'), ('generative', 'home', 'home-generative'),
+                                                   ('generative_llama', 'home', 'home-generative_llama'),
                                                    ('hybrid', 'home', 'home-hybrid'), ('reference', 'reference', 'reference')])
 def test_same_params_and_seed_give_identical_metrics(study, tmp_path, family, condition, run):
     "Rerun each family's run from scratch in a new folder: metrics.json must be byte-identical."
@@ -140,7 +144,7 @@ def test_families_and_run_names():
     from babyvlm.study import condition_families, run_name
     from babyvlm.core import ParamsError
     p = load_params('default', 'home', 0)
-    assert condition_families(p, 'home') == ['contrastive', 'generative', 'hybrid']
+    assert condition_families(p, 'home') == ['contrastive', 'generative', 'generative_llama', 'hybrid']
     assert condition_families(p, 'reference') == ['reference']
     assert [run_name('home', f) for f in ('contrastive', 'generative', 'reference')] == ['home', 'home-generative', 'home']
     with pytest.raises(ParamsError, match="family 'diffusion' is unknown"):

@@ -16,9 +16,9 @@ from .contrastive import count_params
 from .vision import VisionTower, vision_from_spec
 
 # %% auto #0
-__all__ = ['LM_ARCHS', 'PAPER_GPT2', 'PAPER_LLAMA', 'GenerativeConfig', 'BabyLLaVA', 'build_labels', 'token_ce', 'lm_loss',
-           'create_generative', 'set_trainable', 'lm_loss_sum', 'write_model_dir', 'save_generative', 'read_model_dir',
-           'load_generative', 'greedy_decode']
+__all__ = ['LM_ARCHS', 'PAPER_GPT2', 'PAPER_LLAMA', 'SAVED_AS', 'GenerativeConfig', 'BabyLLaVA', 'build_labels', 'token_ce',
+           'lm_loss', 'create_generative', 'set_trainable', 'lm_loss_sum', 'write_model_dir', 'save_generative',
+           'read_model_dir', 'load_generative', 'greedy_decode']
 
 # %% ../../nbs/22_generative.ipynb #8add9377
 LM_ARCHS = ('gpt2', 'llama')
@@ -183,13 +183,15 @@ def write_model_dir(model:nn.Module, # the model (tied weights are stored once)
     tokenizer.save(out_dir/'tokenizer.json')
     return out_dir
 
+SAVED_AS = {'gpt2': 'babyllava', 'llama': 'babyllava-llama'}   # the `family` field of model_config.json, by language model
+
 def save_generative(model:BabyLLaVA, # the model
                     tokenizer:WordTokenizer, # its tokenizer
                     out_dir:Path|str, # folder to write
                     extra:dict|None=None, # more fields for `model_config.json`
                    ) -> Path:
     "Write `model.safetensors`, `model_config.json` and `tokenizer.json` into `out_dir`."
-    return write_model_dir(model, tokenizer, out_dir, 'babyllava', dict(
+    return write_model_dir(model, tokenizer, out_dir, SAVED_AS[model.cfg.lm], dict(
         config=asdict(model.cfg), vision=model.vision.spec, vocab_size=model.vocab_size, context_length=model.context_length,
         n_image_tokens=model.n_image_tokens, n_params_lm=count_params(model.lm), **(extra or {})))
 
@@ -209,7 +211,8 @@ def load_generative(model_dir:Path|str, # a folder written by `save_generative`
                    ) -> tuple[BabyLLaVA, WordTokenizer]:
     "Load a saved BabyLLaVA model and its tokenizer, in eval mode."
     model_dir = Path(model_dir)
-    d, tok = read_model_dir(model_dir, 'babyllava', 'save_generative')
+    fam = json.loads((model_dir/'model_config.json').read_text()).get('family') if (model_dir/'model_config.json').exists() else None
+    d, tok = read_model_dir(model_dir, fam if fam in SAVED_AS.values() else 'babyllava', 'save_generative')
     if d['vocab_size'] != len(tok): raise ValueError(f"{model_dir}: tokenizer.json has {len(tok)} tokens but the model expects {d['vocab_size']}")
     cfg = config_from_dict(GenerativeConfig, d['config'], str(model_dir/'model_config.json'))
     m = BabyLLaVA(cfg, vision_from_spec(d['vision']), len(tok), d.get('context_length', tok.context_length))

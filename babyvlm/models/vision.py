@@ -18,9 +18,9 @@ from ..core import require_files
 from .contrastive import load_contrastive, model_from_config
 
 # %% auto #0
-__all__ = ['to_square', 'uint8_batch', 'SmallConvNet', 'backbone_from_spec', 'VisionTower', 'vision_from_spec', 'nt_xent',
-           'SimCLR', 'SSLConfig', 'save_vision', 'load_vision', 'ssl_spec', 'contrastive_vision', 'dino_vision',
-           'image_features']
+__all__ = ['to_square', 'uint8_batch', 'SmallConvNet', 'small_vit', 'backbone_from_spec', 'VisionTower', 'vision_from_spec',
+           'nt_xent', 'SimCLR', 'SSLConfig', 'save_vision', 'load_vision', 'ssl_spec', 'ssl_backbone',
+           'contrastive_vision', 'dino_vision', 'image_features', 'linear_probe']
 
 # %% ../../nbs/21_vision.ipynb #455138c2
 def to_square(im:Image.Image, # any PIL image
@@ -69,19 +69,33 @@ def _torchvision_backbone(arch:str) -> nn.Module:
     m.fc = nn.Identity()
     return m
 
+def small_vit(image_size:int, # input side
+              patch:int=8, # patch side (image_size / patch patches per side)
+              width:int=128, # token width
+              depth:int=4, # transformer blocks
+              heads:int=4, # attention heads
+             ) -> nn.Module:
+    "A small ViT from timm (no class token, no head): images -> patch tokens (N x (S/patch)^2 x width)."
+    from timm.models.vision_transformer import VisionTransformer
+    if image_size % patch: raise ValueError(f"small_vit: image_size {image_size} is not a multiple of patch {patch}")
+    if width % heads: raise ValueError(f"small_vit: width {width} is not divisible by heads {heads}")
+    return VisionTransformer(img_size=image_size, patch_size=patch, embed_dim=width, depth=depth, num_heads=heads,
+                             num_classes=0, global_pool='', class_token=False)
+
 def backbone_from_spec(spec:dict) -> nn.Module:
     "A freshly initialised vision backbone of the architecture described by `spec`."
     kind = spec.get('kind')
     if kind == 'cnn': return SmallConvNet(spec['widths'])
     if kind == 'torchvision': return _torchvision_backbone(spec['arch'])
     if kind == 'open_clip': return model_from_config(spec['model_cfg']).visual
-    raise ValueError(f"vision spec: 'kind' must be 'cnn', 'torchvision' or 'open_clip', got {kind!r}")
+    if kind == 'vit': return small_vit(spec['image_size'], spec['patch'], spec['width'], spec['depth'], spec['heads'])
+    raise ValueError(f"vision spec: 'kind' must be 'cnn', 'vit', 'torchvision' or 'open_clip', got {kind!r}")
 
 class VisionTower(nn.Module):
     "A frozen image encoder: uint8 images (N x 3 x S x S) -> feature tokens (N x k x C)."
     def __init__(self,
                  backbone:nn.Module, # the encoder (its weights are frozen)
-                 spec:dict, # kind ('cnn', 'torchvision', 'open_clip'), image_size, mean, std, grid, and the kind's fields
+                 spec:dict, # kind ('cnn', 'vit', 'torchvision', 'open_clip'), image_size, mean, std, grid, and the kind's fields
                 ):
         super().__init__()
         for k in ('kind', 'image_size', 'mean', 'std'):
@@ -137,12 +151,19 @@ class SimCLR(nn.Module):
         super().__init__()
         self.backbone = backbone
         self.head = nn.Sequential(nn.Linear(feature_dim, feature_dim), nn.ReLU(inplace=True), nn.Linear(feature_dim, proj_dim))
-    def forward(self, x): return self.head(self.backbone(x).mean((2, 3)))
+    def forward(self, x):
+        f = self.backbone(x)   # a CNN's map (N x C x H x W) or a ViT's tokens (N x L x C): pooled to N x C
+        return self.head(f.mean((2, 3)) if f.ndim == 4 else f.mean(1))
 
 @dataclass
 class SSLConfig:
     "The self-supervised vision encoder: architecture and objective."
+    arch:str = 'cnn' # 'cnn' (the small CNN of `widths`) or 'vit' (a small ViT: `vit_*`)
     widths:tuple[int, ...] = (32, 64, 128) # channels of the CNN's stages (each halves the resolution)
+    vit_patch:int = 8 # ViT patch side
+    vit_width:int = 128 # ViT token width
+    vit_depth:int = 4 # ViT blocks
+    vit_heads:int = 4 # ViT attention heads
     image_size:int = 64 # input side
     grid:int|None = 4 # image tokens = grid x grid cells of the last feature map (None: the whole map)
     proj_dim:int = 64 # projection head output
@@ -169,9 +190,17 @@ def load_vision(model_dir:Path|str, # a folder written by `save_vision`
     return VisionTower(bb, spec)
 
 def ssl_spec(ssl:SSLConfig) -> dict:
-    "The `VisionTower` spec of the SimCLR CNN of `ssl` (CLIP's normalisation)."
-    return dict(kind='cnn', widths=list(ssl.widths), image_size=ssl.image_size, grid=ssl.grid,
-                mean=list(open_clip.OPENAI_DATASET_MEAN), std=list(open_clip.OPENAI_DATASET_STD), trained='simclr')
+    "The `VisionTower` spec of the SimCLR encoder of `ssl`, a CNN or a ViT (CLIP's normalisation)."
+    if ssl.arch not in ('cnn', 'vit'): raise ValueError(f"SSLConfig.arch must be 'cnn' or 'vit', got {ssl.arch!r}")
+    arch = (dict(kind='cnn', widths=list(ssl.widths)) if ssl.arch == 'cnn' else
+            dict(kind='vit', patch=ssl.vit_patch, width=ssl.vit_width, depth=ssl.vit_depth, heads=ssl.vit_heads))
+    return dict(arch, image_size=ssl.image_size, grid=ssl.grid, mean=list(open_clip.OPENAI_DATASET_MEAN),
+                std=list(open_clip.OPENAI_DATASET_STD), trained='simclr')
+
+def ssl_backbone(ssl:SSLConfig) -> tuple[nn.Module, int]:
+    "A freshly initialised backbone of the SimCLR encoder of `ssl`, and its feature width."
+    spec = ssl_spec(ssl)
+    return backbone_from_spec(spec), (spec['widths'][-1] if spec['kind'] == 'cnn' else spec['width'])
 
 # %% ../../nbs/21_vision.ipynb #f351dc58
 def contrastive_vision(model_dir:Path|str, # a folder written by `save_contrastive`
@@ -215,3 +244,34 @@ def image_features(vision:VisionTower, # frozen encoder
            for b in tqdm(batches, total=math.ceil(len(images) / batch_size), desc='features', disable=not progress, leave=False)]
     if not out: raise ValueError("image_features: no images")
     return torch.cat(out)
+
+# %% ../../nbs/21_vision.ipynb #e2263561
+def linear_probe(train_x:torch.Tensor, # N x D features
+                 train_y:Sequence, # N labels (any hashable)
+                 val_x:torch.Tensor, # M x D features
+                 val_y:Sequence, # M labels (unseen ones count as errors)
+                 l2:float=1e-3, # weight penalty
+                 max_iter:int=300, # L-BFGS iterations
+                ) -> dict:
+    "Validation accuracy of a linear classifier trained on frozen features, and the majority-class floor."
+    if len(train_x) != len(train_y) or len(val_x) != len(val_y):
+        raise ValueError(f"linear_probe: {len(train_x)} x {len(train_y)} training and {len(val_x)} x {len(val_y)} validation features x labels")
+    classes = sorted(set(train_y))
+    if len(classes) < 2: raise ValueError(f"linear_probe: needs at least 2 classes in the training labels, got {classes}")
+    idx = {c: j for j, c in enumerate(classes)}
+    x, v = train_x.float(), val_x.float()
+    mu, sd = x.mean(0), x.std(0) + 1e-6
+    x, v = (x - mu) / sd, (v - mu) / sd
+    y = torch.tensor([idx[c] for c in train_y]); yv = torch.tensor([idx.get(c, -1) for c in val_y])
+    g = torch.Generator().manual_seed(0)
+    lin = nn.Linear(x.shape[1], len(classes))
+    with torch.no_grad():
+        lin.weight.copy_(torch.randn(lin.weight.shape, generator=g) * 0.01); lin.bias.zero_()
+    opt = torch.optim.LBFGS(lin.parameters(), max_iter=max_iter, line_search_fn='strong_wolfe')
+    def closure():
+        opt.zero_grad(); l = F.cross_entropy(lin(x), y) + l2 * lin.weight.square().sum(); l.backward(); return l
+    with torch.enable_grad(): opt.step(closure)
+    with torch.no_grad(): acc = (lin(v).argmax(1) == yv).float().mean().item()
+    counts = np.bincount(y.numpy(), minlength=len(classes))
+    return dict(accuracy=acc, majority=float((yv == int(counts.argmax())).float().mean()), n_classes=len(classes),
+                n_train=len(x), n_val=len(v))
