@@ -284,7 +284,8 @@ def test_config_errors(data, tmp_path):
     with pytest.raises(ValueError, match='n_positions=10 is too small: 4 image tokens'): create_generative(GenerativeConfig(n_positions=10), v, tok)
     with pytest.raises(ValueError, match='not divisible by n_head'): create_generative(GenerativeConfig(n_embd=30, n_head=4), v, tok)
     with pytest.raises(ValueError, match="spec lacks field 'mean'"): VisionTower(torch.nn.Identity(), dict(kind='cnn', image_size=8, std=[1] * 3))
-    with pytest.raises(ValueError, match="'kind' must be"): vision_from_spec(dict(CNN, kind='vit'))
+    with pytest.raises(ValueError, match="'kind' must be"): vision_from_spec(dict(CNN, kind='rnn'))
+    with pytest.raises(ValueError, match="kind 'vit' lacks field 'patch'"): vision_from_spec(dict(CNN, kind='vit'))
     gen = get_family('generative')
     with pytest.raises(ValueError, match=r"generative: the training dataset lacks column\(s\) \['text'\]"):
         gen.train(_params(), tr.remove_columns('text'), va, tmp_path/'never')

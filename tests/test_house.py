@@ -120,7 +120,7 @@ def test_sections_a_family_configuration_ignores_are_refused():
         load_params('quick', 'home', 0, ['family=generative', 'generative.vision=/data/dino.pth'])   # quick sets ssl_train
     p = load_params('paper', 'saycam', 0, ['family=generative'])   # the paper profile gives DINO and no SimCLR section
     assert p.generative.vision == '${SAYCAM_DINO_CKPT}'
-    with pytest.raises(ParamsError, match=r"generative\.dino_grid is not used when generative\.vision is 'ssl'"):
+    with pytest.raises(ParamsError, match=r"generative\.dino_grid is not used when generative\.vision is 'world'"):
         load_params('quick', 'home', 0, ['family=generative', 'generative.dino_grid=4'])
     with pytest.raises(ParamsError, match=r"generative\.feature_dtype must be one of"):
         load_params('quick', 'home', 0, ['family=generative', 'generative.feature_dtype=int8'])

@@ -85,6 +85,9 @@ def small_vit(image_size:int, # input side
 def backbone_from_spec(spec:dict) -> nn.Module:
     "A freshly initialised vision backbone of the architecture described by `spec`."
     kind = spec.get('kind')
+    need = dict(cnn=('widths',), torchvision=('arch',), open_clip=('model_cfg',), vit=('image_size', 'patch', 'width', 'depth', 'heads')).get(kind, ())
+    missing = [k for k in need if k not in spec]
+    if missing: raise ValueError(f"vision spec of kind {kind!r} lacks field {missing[0]!r} (has {sorted(spec)})")
     if kind == 'cnn': return SmallConvNet(spec['widths'])
     if kind == 'torchvision': return _torchvision_backbone(spec['arch'])
     if kind == 'open_clip': return model_from_config(spec['model_cfg']).visual
