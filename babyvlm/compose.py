@@ -258,9 +258,10 @@ def compose_home(category:str, # Labeled-S category shown
                  rng, # numpy Generator
                  size:int=64, # output side
                  hand_share:float=0.3, # chance of a hand in view
+                 meta:dict|None=None, # filled (when given) with what the view shows: place, scale, distractors, hand
                 ) -> tuple:
     "One egocentric home view of `category`: (RGB image, main asset id)."
-    S = size
+    S = size; shown = []; scale = None
     obj_id = pick(rng, pools.objects[category]); r = store.by_id[obj_id]
     tex = pools.textures
     def bg_indoor():
@@ -289,17 +290,21 @@ def compose_home(category:str, # Labeled-S category shown
         canvas = bg_indoor().convert('RGBA')
         n_dis = int(rng.integers(0, 3))
         for _ in range(n_dis):   # distractors behind the object, towards the edges
-            paste(canvas, store(pick(rng, pools.distractors)), rng, rng.uniform(0.2, 0.4),
-                   (rng.choice([0.1, 0.9])*S, rng.uniform(0.1, 0.9)*S))
-        n_dis = 0
-        paste(canvas, store(obj_id), rng, rng.uniform(0.5, 1.1), rot=30)
+            d = pick(rng, pools.distractors); shown.append(d)
+            paste(canvas, store(d), rng, rng.uniform(0.2, 0.4), (rng.choice([0.1, 0.9])*S, rng.uniform(0.1, 0.9)*S))
+        n_dis = 0; scale = rng.uniform(0.5, 1.1)
+        paste(canvas, store(obj_id), rng, scale, rot=30)
     for _ in range(n_dis):
-        paste(canvas, store(pick(rng, pools.distractors)), rng, rng.uniform(0.15, 0.3),
-               (rng.uniform(0.1, 0.9)*S, rng.uniform(0.1, 0.9)*S))
-    if category != 'hand' and pools.hands and rng.random() < hand_share:   # the child's own hand, from below
+        d = pick(rng, pools.distractors); shown.append(d)
+        paste(canvas, store(d), rng, rng.uniform(0.15, 0.3), (rng.uniform(0.1, 0.9)*S, rng.uniform(0.1, 0.9)*S))
+    hand = category != 'hand' and bool(pools.hands) and rng.random() < hand_share
+    if hand:   # the child's own hand, from below
         paste(canvas, store(pick(rng, pools.hands)), rng, rng.uniform(0.35, 0.55),
                (rng.uniform(0.2, 0.8)*S, rng.uniform(0.85, 1.0)*S), rot=20)
     im = finish(canvas.convert('RGB'), rng)
+    if meta is not None:
+        meta.update(place='outside' if category in ('ground', 'road', 'sand') else 'inside', scale=scale,
+                    distractors=shown, hand=hand)
     return im, obj_id
 
 # %% ../nbs/02_compose.ipynb #5b32f439

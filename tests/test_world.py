@@ -73,9 +73,72 @@ def test_corrupt_asset_file_is_named(tmp_path):
     f = tmp_path/r['path']; f.parent.mkdir(parents=True); f.write_bytes(b'\x89PNG\r\n\x1a\n broken')
     with pytest.raises(AssetError, match='doll.png'): AssetStore(tmp_path, [r])('qabcs-data/doll')
 
-def test_misaligned_share(world):
-    assert 0.1 < 1 - np.mean(world.home['train']['aligned']) < 0.5
+def test_naming_share(world):
+    assert abs(np.mean(world.home['train']['aligned']) - TINY.naming_share) < 0.15
     assert all(t == t.lower() for t in world.home['train']['text'])
+
+# The caregiver's language of the default world, at the default world's size (8,000 home utterances) but tiny images:
+# the utterances do not depend on the image side (the same draws), only on the generator and its parameters.
+LANG = WorldConfig(n_home_train=8000, n_home_val=22, n_web=22, n_web_val=22, image_size=24, labeled_s_per_category=1)
+
+@pytest.fixture(scope='module')
+def lang_world(): return build_world(LANG, progress=False)
+
+def test_language_targets(lang_world):
+    "Issue 13's targets: >= 1,000 distinct words, mean 6-10 words, one-word utterances, a tail to the 25-word cap."
+    from babyvlm.world import language_stats
+    texts = lang_world.home['train']['text']; st = language_stats(texts)
+    assert st['distinct_words'] >= 1000, st['distinct_words']
+    assert 6 <= st['mean_words'] <= 10, st['mean_words']
+    assert st['one_word_share'] >= 0.005 and st['max_words'] == 25 and st['length_hist'][25] >= 10
+    assert st['distinct_utterances'] >= 0.9*len(texts) and st['in_cvcl_vocab'] == 1.0
+    assert not [w for w, _ in st['top_first_words'][:3] if w in ('look',)] or st['top_first_words'][0][1] < 0.15*len(texts)
+
+def test_naming_share_is_the_parameter(lang_world):
+    "`aligned` = the utterance names the category shown, at `naming_share`; the others never say its words."
+    import re
+    from babyvlm.world import HOME_WORDS
+    ds = lang_world.home['train']
+    al, texts, cats = np.array(ds['aligned']), ds['text'], ds['category']
+    assert abs(al.mean() - LANG.naming_share) < 0.02 and LANG.naming_share <= 0.5
+    words = lambda c: {x for w, _ in HOME_WORDS[c] for x in w.split() if x not in ('your', "daddy's")}
+    said = np.array([bool(words(c) & set(re.findall(r"[a-z']+", t))) for t, c in zip(texts, cats)])
+    assert said[al].all() and not said[~al].any()
+
+def test_items_words_grounded_in_home_speech(lang_world):
+    "VTWT / Winoground colours, sizes, places and actions occur next to the category word, at a rate set by `grounding_share`."
+    from babyvlm.world import ACTION_WORDS, HOME_WORDS
+    ds = lang_world.home['train']
+    texts = [t for t, a in zip(ds['text'], ds['aligned']) if a]
+    colour = sum(bool(__import__('re').search(r'\b(red|blue|green|yellow|pink|orange) (ball|car|chair|basket|toy|table|door)', t)) for t in texts)
+    place = sum((' inside' in t or ' outside' in t) for t in texts)
+    size = sum(bool(__import__('re').search(r'\b(big|little) \w+', t)) for t in texts)
+    action = sum(any(f'{v} the {w}' in t for c, vs in ACTION_WORDS.items() for v in vs for w, _ in HOME_WORDS[c][:1]) for t in texts)
+    assert colour >= 20 and place >= 50 and size >= 20 and action >= 50, (colour, place, size, action)
+    # no grounding: those phrases vanish from the namings
+    from babyvlm.world import home_utterance, _lang
+    from babyvlm.compose import compose_home
+    wa = world_assets(LANG); pools = wa.pools['train']; cfg0 = WorldConfig(naming_share=1.0, grounding_share=0.0)
+    for k in range(200):
+        m = {}; rng = np.random.default_rng(k)
+        _, aid = compose_home('ball', pools, wa.store, rng, 24, meta=m)
+        t, _ = home_utterance('ball', aid, m, wa.store, _lang(cfg0), rng, cfg0)
+        assert ' inside' not in t and ' outside' not in t, t
+
+def test_web_captions_say_a_colour_once(world):
+    from babyvlm.world import _COLOURS
+    cs = {c for c, _ in _COLOURS}
+    for t in list(world.web['train']['text']) + list(world.web['validation']['text']):
+        ws = t.replace(',', ' ').split()
+        assert not any(a == b and a in cs for a, b in zip(ws, ws[1:])), t
+
+def test_web_categories_not_cut_alphabetically():
+    from babyvlm.world import _web_ids
+    wa = world_assets(TINY)
+    allc = _web_ids(wa.index, wa.split_of, 'train', WorldConfig())
+    assert {'train', 'tree', 'truck', 'toy', 'window'} <= set(allc)   # all categories by default
+    some = _web_ids(wa.index, wa.split_of, 'train', WorldConfig(web_categories=40))
+    assert len(some) == 40 and sorted(some) != sorted(allc)[:40]
 
 def test_parallel_composing_is_identical():
     from babyvlm.world import _home_row
