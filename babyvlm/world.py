@@ -12,14 +12,15 @@ from PIL import Image
 import datasets
 from .core import cache_dir, stable_hash, REFERENCE_VOCAB
 from .assets import fetch_assets, asset_index, assets_dir, AssetError, LABELED_S_CATEGORIES, SCENE_CATEGORIES, WORLD_PACKS
-from .compose import (AssetStore, Pools, split_groups, make_pools, compose_home, web_view, pick, encode_png, parallel_map,
-                             PAIR_FEATURES)
+from .compose import (AssetStore, Pools, split_groups, reserve_web, make_pools, compose_home, web_view, pick, encode_png,
+                             parallel_map, PAIR_FEATURES, WEB_FEATURES)
 
 # %% auto #0
 __all__ = ['HOME_WORDS', 'ACTION_WORDS', 'LEXICON', 'NAMING', 'ABOUT', 'REFER', 'GROUNDED', 'OTHER', 'WEB_TEMPLATES',
-           'WorldConfig', 'WorldAssets', 'world_assets', 'pack_attribution', 'Caregiver', 'caregiver_utterance',
-           'utterance', 'dominant_colour', 'compose_web', 'distractor_word', 'grounded_words', 'home_utterance',
-           'language_stats', 'check_images', 'World', 'code_fingerprint', 'build_world']
+           'WEB_CONTEXT_TEMPLATES', 'WEB_HAND_TEMPLATES', 'IN_HOME', 'WorldConfig', 'WorldAssets', 'world_assets',
+           'pack_attribution', 'Caregiver', 'caregiver_utterance', 'utterance', 'dominant_colour', 'compose_web',
+           'distractor_word', 'grounded_words', 'home_utterance', 'language_stats', 'web_home_likeness', 'check_images',
+           'World', 'code_fingerprint', 'build_world']
 
 # %% ../nbs/03_world.ipynb #35cb5a38
 @dataclass
@@ -43,6 +44,9 @@ class WorldConfig:
     test_share:float = 0.25 # share of each category's asset groups held out for benchmarks
     val_share:float = 0.15 # share of each category's asset groups for home validation
     web_categories:int = 0 # web categories used: 0 = all (78), else a seeded sample of that many
+    web_share:float = 0.4 # share of the training asset groups of each category the web shows that go to the web only
+    web_home_in:float = 0.5 # mean home-likeness of web images of in-home categories (`IN_HOME`)
+    web_home_out:float = 0.15 # mean home-likeness of web images of the other categories (vehicles, wild animals, ...)
     seed:int = 0 # seed of everything in the world
 
 # %% ../nbs/03_world.ipynb #b0c4c8e3
@@ -50,7 +54,7 @@ class WorldConfig:
 class WorldAssets:
     "What composing a world's images needs: asset records, the split of each group, the pools of each split, the store."
     index:list # `asset_index` records
-    split_of:dict # asset group -> 'train', 'val' or 'test'
+    split_of:dict # asset group -> 'train' (home training), 'web' (web training only), 'val' or 'test'
     pools:dict # split -> `Pools`
     store:AssetStore # decoded assets (at most 1.5 x the image side)
     packs:list # `fetch_assets` manifest entries of the packs (versions, licences, attribution)
@@ -63,9 +67,10 @@ def world_assets(cfg:WorldConfig, # the world's configuration
     cache = Path(cache or cache_dir())
     packs = fetch_assets(list(WORLD_PACKS), cache=cache, progress=progress)['packs']
     index = asset_index(cache); store = AssetStore(assets_dir(cache), index, maxside=max(48, int(1.5*cfg.image_size)))
-    split_of = split_groups(index, cfg.seed, cfg.test_share, cfg.val_share)
-    pools = {s: make_pools(index, split_of, s) for s in ('train', 'val', 'test')}
+    split_of = reserve_web(index, split_groups(index, cfg.seed, cfg.test_share, cfg.val_share), cfg.seed, cfg.web_share)
+    pools = {s: make_pools(index, split_of, s) for s in ('train', 'web', 'val', 'test')}
     for s, p in pools.items():
+        if s == 'web': continue
         empty = [c for c in LABELED_S_CATEGORIES if not p.objects.get(c)]
         if empty: raise AssetError(f"split {s!r} has no asset of categories {empty}; the asset packs are incomplete")
     return WorldAssets(index, split_of, pools, store, packs)
@@ -308,6 +313,17 @@ WEB_TEMPLATES = [
     "an illustration of {a}{c}{n} with a clean background", "a detailed picture of {a}{c}{n}",
     "{a}{c}{n} alone in the middle of the frame",
 ]
+WEB_CONTEXT_TEMPLATES = [   # in-context views (a household background behind the object)
+    "a photo of {a}{c}{n} on the floor", "{a}{c}{n} in a messy room", "a snapshot of {a}{c}{n} at home",
+    "{a}{c}{n} on a wooden floor among other things", "an amateur photo of {a}{c}{n} in a living room",
+    "a blurry picture of {a}{c}{n} indoors", "{a}{c}{n} lying on the carpet", "a candid shot of {a}{c}{n} in a house",
+]
+WEB_HAND_TEMPLATES = ["a child's hand reaching for {a}{c}{n}", "a hand next to {a}{c}{n}", "someone holding {a}{c}{n} at home"]
+# Categories of things found at home (the Labeled-S ones and these web categories): photographed in context more often
+IN_HOME = set(LABELED_S_CATEGORIES) | {
+    'apple', 'bag', 'banana', 'berries', 'book', 'bread', 'cake', 'citrus', 'clothing', 'drink', 'flower', 'fruit', 'furniture',
+    'glasses', 'hat', 'instrument', 'jewellery', 'kitchenware', 'meal', 'meat and eggs', 'medicine', 'money', 'nut', 'party',
+    'phone', 'shoe', 'sports gear', 'sweets', 'tool', 'vegetable'}
 
 def dominant_colour(im:Image.Image) -> str:
     "Name of the dominant colour of the opaque pixels of an RGBA image."
@@ -327,14 +343,17 @@ def compose_web(asset_id:str, # the asset shown
                 store:AssetStore, # decoded assets
                 rng, # numpy Generator
                 size:int=64, # output side
+                home_likeness:float=0.0, # the view's style (`babyvlm.compose.web_view`): 0 = a product shot
+                pools:Pools|None=None, # the web split's backgrounds, clutter and hands
                ) -> tuple:
-    "A clean, centred view of an asset (`babyvlm.compose.web_view`) and its adult caption: (RGB image, caption)."
-    im = web_view(asset_id, store, rng, size)
+    "A web view of an asset (`babyvlm.compose.web_view`) and its adult caption: (RGB image, caption)."
+    m = {}; im = web_view(asset_id, store, rng, size, home_likeness, pools, m)
     c, n = dominant_colour(store(asset_id)), _noun(store.by_id[asset_id])
     if set(n.split()) & {k for k, _ in _COLOURS}: c = ''   # the name says its colour ("white flower"): not twice
     plural = n.endswith('s') and not n.endswith(('ss', 'us', 'is'))
     art = '' if plural else 'an ' if (c or n)[0] in 'aeiou' else 'a '
-    cap = pick(rng, WEB_TEMPLATES).format(a=art, c=c + ' ' if c else '', n=n)
+    ts = WEB_HAND_TEMPLATES if m['hand'] and rng.random() < 0.5 else WEB_CONTEXT_TEMPLATES if m['context'] else WEB_TEMPLATES
+    cap = pick(rng, ts).format(a=art, c=c + ' ' if c else '', n=n)
     return im, cap
 
 # %% ../nbs/03_world.ipynb #c13a0002
@@ -417,22 +436,37 @@ def _home_split(n, pools, store, cfg, salt, workers=1):
     rows = parallel_map(lambda i: _home_row(i, pools, store, cfg, salt), n, workers)
     return datasets.Dataset.from_dict(_cols(rows, PAIR_FEATURES), features=PAIR_FEATURES)
 
-def _web_row(i, ids, store, cfg, salt):
-    rng = np.random.default_rng([cfg.seed, salt, i])
-    cat = pick(rng, sorted(ids)); aid = pick(rng, ids[cat])
-    im, cap = compose_web(aid, store, rng, cfg.image_size)
-    return encode_png(im), cap, cat, aid, store.by_id[aid]['group'], True
+def web_home_likeness(category:str, # the web category
+                      rng, # numpy Generator
+                      cfg:WorldConfig, # `web_home_in`, `web_home_out`
+                      concentration:float=2.5, # of the Beta distribution (lower: more product shots and more snapshots)
+                     ) -> float:
+    "A web image's home-likeness: Beta-distributed with mean `web_home_in` for `IN_HOME` categories, else `web_home_out`."
+    m = cfg.web_home_in if category in IN_HOME else cfg.web_home_out
+    return float(rng.beta(concentration*m, concentration*(1 - m)))
 
-def _web_split(n, ids, store, cfg, salt, workers=1):
-    rows = parallel_map(lambda i: _web_row(i, ids, store, cfg, salt), n, workers)
-    return datasets.Dataset.from_dict(_cols(rows, PAIR_FEATURES), features=PAIR_FEATURES)
+def _web_row(i, ids, store, cfg, salt, pools):
+    rng = np.random.default_rng([cfg.seed, salt, i])
+    cat = pick(rng, sorted(ids)); aid = pick(rng, ids[cat]); h = web_home_likeness(cat, rng, cfg)
+    im, cap = compose_web(aid, store, rng, cfg.image_size, h, pools)
+    return encode_png(im), cap, cat, aid, store.by_id[aid]['group'], True, h
+
+def _web_split(n, ids, store, cfg, salt, pools, workers=1):
+    rows = parallel_map(lambda i: _web_row(i, ids, store, cfg, salt, pools), n, workers)
+    return datasets.Dataset.from_dict(_cols(rows, WEB_FEATURES), features=WEB_FEATURES)
 
 def _web_ids(index, split_of, split, cfg):
-    ids = collections.defaultdict(list)
+    "Web category -> asset ids of `split`; for 'train' the web split's (`reserve_web`), or the home training ones where none."
+    ids, home = collections.defaultdict(list), collections.defaultdict(list)
+    want = 'web' if split == 'train' else split
     for r in index:
-        if split_of.get(r['group']) != split or r['kind'] == 'texture': continue
+        s = split_of.get(r['group'])
+        if s not in (want, 'train') or r['kind'] == 'texture': continue
         c = r['web_category'] or (r['category'] if r['category'] and r['category'] not in SCENE_CATEGORIES else '')
-        if c: ids[c].append(r['asset_id'])
+        if c: (ids if s == want else home)[c].append(r['asset_id'])
+    if split == 'train':
+        for c, v in home.items():
+            if c not in ids: ids[c] = v   # one training group only: shared with home (the packs allow no more)
     keep = None
     if split == 'train' and 0 < cfg.web_categories < len(ids):   # a seeded sample (not the first ones in alphabetical order)
         cs = sorted(ids); keep = {cs[k] for k in np.random.default_rng([cfg.seed, 77]).permutation(len(cs))[:cfg.web_categories]}
@@ -507,7 +541,7 @@ def build_world(cfg:WorldConfig|None=None, # the world's configuration
     index, split_of, pools, store = wa.index, wa.split_of, wa.pools, wa.store
     wtr, wva = _web_ids(index, split_of, 'train', cfg), _web_ids(index, split_of, 'val', cfg)
     wva = {c: v for c, v in wva.items() if c in wtr}
-    need = [i for s in ('train', 'val') for p in (pools[s],) for ids in (*p.objects.values(), *p.textures.values(), p.hands, p.distractors)
+    need = [i for s in ('train', 'web', 'val') for p in (pools[s],) for ids in (*p.objects.values(), *p.textures.values(), p.hands, p.distractors)
             for i in ids]
     need += [i for d in (wtr, wva) for ids in d.values() for i in ids]
     n_rows = cfg.n_home_train + cfg.n_home_val + cfg.n_web + cfg.n_web_val
@@ -524,8 +558,8 @@ def build_world(cfg:WorldConfig|None=None, # the world's configuration
                                 validation=_home_split(cfg.n_home_val, pools['val'], store, cfg, 2, workers))
     timings['home_s'] = time.time() - t; say(f"home: {cfg.n_home_train}+{cfg.n_home_val} pairs")
     t = time.time()
-    web = datasets.DatasetDict(train=_web_split(cfg.n_web, wtr, store, cfg, 3, workers),
-                               validation=_web_split(cfg.n_web_val, wva, store, cfg, 4, workers))
+    web = datasets.DatasetDict(train=_web_split(cfg.n_web, wtr, store, cfg, 3, pools['web'], workers),
+                               validation=_web_split(cfg.n_web_val, wva, store, cfg, 4, pools['val'], workers))
     timings['web_s'] = time.time() - t; say(f"web: {cfg.n_web}+{cfg.n_web_val} pairs, {len(wtr)} categories")
     home.save_to_disk(str(tmp/'home')); web.save_to_disk(str(tmp/'web'))
     groups_of = lambda s: sorted(g for g, v in split_of.items() if v == s)
@@ -534,8 +568,9 @@ def build_world(cfg:WorldConfig|None=None, # the world's configuration
                            web_train=len(web['train']), web_validation=len(web['validation']),
                            web_categories=len(wtr), assets=len(index),
                            skipped_assets=sum(asset_index.skipped.values()) if hasattr(asset_index, 'skipped') else 0),
-               groups=dict(train=groups_of('train'), val=groups_of('val'), test=groups_of('test')),
-               asset_ids={s: sorted(r['asset_id'] for r in index if split_of.get(r['group']) == s) for s in ('train', 'val', 'test')},
+               groups=dict(train=groups_of('train'), web=groups_of('web'), val=groups_of('val'), test=groups_of('test')),
+               asset_ids={s: sorted(r['asset_id'] for r in index if split_of.get(r['group']) == s) for s in ('train', 'web', 'val', 'test')},
+               web_shared_with_home=sorted({a for v in wtr.values() for a in v if split_of[store.by_id[a]['group']] == 'train'}),
                assets=pack_attribution(wa.packs), timings_s={k: round(v, 2) for k, v in timings.items()},
                web_categories=sorted(wtr))
     (tmp/'manifest.json').write_text(json.dumps(man, indent=1))

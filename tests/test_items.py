@@ -51,14 +51,20 @@ def test_vtwt_split_and_word_classes(bench):
     assert all(len(x.positive.split()) == 2 and len(x.negative.split()) == 2 for x in vt)
 
 def test_items_use_no_training_asset(world, bench):
-    idx = asset_index(); split = split_groups(idx, TINY.seed, TINY.test_share, TINY.val_share)
-    # assets a training or validation image can show: those of those splits with a category or web category
-    # (the action pictures have neither: no training image ever shows them, so the items may use them all)
-    train = {r['asset_id'] for r in idx if split.get(r['group']) in ('train', 'val') and (r['category'] or r['web_category'])}
+    from babyvlm.world import world_assets
+    idx = asset_index(); split = world_assets(TINY).split_of
+    # assets a training or validation image (home or web) can show: those of those splits with a category or web
+    # category (the action pictures have neither: no training image ever shows them, so the items may use them all)
+    train = {r['asset_id'] for r in idx if split.get(r['group']) in ('train', 'web', 'val') and (r['category'] or r['web_category'])}
+    assert not train & set(world.manifest['asset_ids']['test'])
+    for d in (world.home, world.web):
+        for s in d: assert not set(d[s]['asset_id']) & set(world.manifest['asset_ids']['test'])
     used = {a for s in bench.dataset('vtwt')['assets'] for a in s.split()}
     used |= set(bench.dataset('saycam_caption')['asset_id']) | set(bench.dataset('labeled_s')['asset_id'])
     assert used and not used & train
     assert not set(bench.dataset('saycam_caption')['asset_id']) & set(world.home['train']['asset_id'])
+    assert not used & (set(world.web['train']['asset_id']) | set(world.web['validation']['asset_id']))
+    assert not used & set(world.manifest['asset_ids']['web'])
 
 def test_winoground_is_vtwt_plus_exact_edit(bench):
     vt, wg = bench['vtwt'], bench['baby_winoground']

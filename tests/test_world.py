@@ -6,7 +6,7 @@ import numpy as np, pytest, datasets
 from PIL import Image
 from babyvlm.core import stable_hash
 from babyvlm.assets import asset_index, assets_dir, AssetError, LABELED_S_CATEGORIES
-from babyvlm.compose import split_groups, make_pools, AssetStore, PAIR_FEATURES, parallel_map
+from babyvlm.compose import split_groups, reserve_web, make_pools, AssetStore, PAIR_FEATURES, parallel_map
 from babyvlm.world import WorldConfig, World, build_world, world_assets, check_images
 
 TINY = WorldConfig(n_home_train=110, n_home_val=44, n_web=60, n_web_val=20, labeled_s_per_category=2, seed=3)
@@ -35,7 +35,8 @@ def test_asset_groups_disjoint(world):
     assert not (train & val) and not (train & test) and not (val & test)
     assert not (g(world.web['train']) & test) and not (g(world.web['validation']) & test)
     m = world.manifest['groups']
-    assert not (set(m['train']) & set(m['test'])) and not (set(m['val']) & set(m['test']))
+    assert not (set(m['train']) & set(m['test'])) and not (set(m['val']) & set(m['test'])) and not (set(m['web']) & set(m['test']))
+    assert not (set(m['web']) & set(m['train'])) and not (set(m['web']) & set(m['val']))
 
 def test_every_split_has_every_category():
     idx = asset_index(); so = split_groups(idx, 0, 0.25, 0.15)
@@ -46,8 +47,8 @@ def test_every_split_has_every_category():
 
 def test_world_assets_follow_the_config():
     wa = world_assets(TINY)
-    assert wa.split_of == split_groups(wa.index, TINY.seed, TINY.test_share, TINY.val_share)
-    assert wa.store.maxside == 96 and set(wa.pools) == {'train', 'val', 'test'}
+    assert wa.split_of == reserve_web(wa.index, split_groups(wa.index, TINY.seed, TINY.test_share, TINY.val_share), TINY.seed, TINY.web_share)
+    assert wa.store.maxside == 96 and set(wa.pools) == {'train', 'web', 'val', 'test'}
 
 def test_determinism(world, tmp_path):
     (tmp_path/'assets').symlink_to(assets_dir())
@@ -165,3 +166,21 @@ def test_pipeline_order():
         bad = [m for m, _ in _imported(mod) if m in later]
         assert not bad, f"babyvlm/{mod}.py imports {bad}, a later stage"
     assert not [m for m, _ in _imported('world') if m in ('babyvlm.items', 'babyvlm.benchmarks')]
+
+
+def test_web_spectrum_and_assets(lang_world):
+    "Every web image has a home-likeness; in-home categories are more home-like; web assets are other instances than home's."
+    from babyvlm.world import IN_HOME
+    web, home, m = lang_world.web['train'], lang_world.home['train'], lang_world.manifest
+    h = np.array(web['home_likeness']); assert ((0 <= h) & (h <= 1)).all() and h.std() > 0.1
+    wa = world_assets(LANG)
+    from babyvlm.world import _web_split, _web_ids
+    ids = _web_ids(wa.index, wa.split_of, 'train', LANG)
+    ds = _web_split(600, ids, wa.store, LANG, 3, wa.pools['web'])
+    h, inh = np.array(ds['home_likeness']), np.isin(ds['category'], sorted(IN_HOME))
+    assert h[inh].mean() > h[~inh].mean() + 0.2 and inh.any() and (~inh).any()
+    web_assets, home_assets = set(ds['asset_id']), set(home['asset_id'])
+    shared = web_assets & home_assets
+    assert shared <= set(m['web_shared_with_home']) and len(shared) <= 0.05*len(web_assets), len(shared)
+    assert not web_assets & set(m['asset_ids']['test']) and not home_assets & set(m['asset_ids']['test'])
+    assert all(wa.split_of[wa.store.by_id[a]['group']] in ('web', 'train') for a in web_assets)
