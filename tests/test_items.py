@@ -125,3 +125,22 @@ def test_corrupt_images_are_named(bench):
 def test_items_imports_nothing_private():
     bad = [(m, n) for m, names in _imported('items') for n in names if n.startswith('_')]
     assert not bad, f"babyvlm/items.py imports private names {bad}"
+
+def test_no_language_prior_on_the_default_world():
+    "Issue 13: the text-only bigram control of every condition's language sits at chance on the default world's VTWT."
+    from babyvlm.study import load_params
+    from babyvlm.evaluate import TextPriorScorer, evaluate_vtwt, EvalConfig
+    from babyvlm.transfer import RulesBackend
+    w = build_world(load_params('default', 'home').world, progress=False); b = build_benchmarks(w, progress=False)
+    vt = b['vtwt']; n = len(vt)
+    home, web = list(w.home['train']['text']), list(w.web['train']['text'])
+    rewritten = [x for x in RulesBackend().rewrite_many(web)[0] if x]
+    named = [t for t, a in zip(home, w.home['train']['aligned']) if a]   # what a filter that keeps the aligned pairs leaves
+    for name, texts in [('home', home), ('home_filtered', named), ('home_random', named + web),
+                        ('home_transferred', named + rewritten), ('transferred', rewritten)]:
+        m, _ = evaluate_vtwt(TextPriorScorer(texts), vt, EvalConfig(n_boot=500))
+        # mirrored items: every pair without a tie has exactly one item right, whatever the language
+        assert m['n_correct'] == (n - m['n_ties'])//2, (name, m['n_correct'], m['n_ties'])
+        if m['n_ties'] <= 0.01*n: assert m['ci_low'] <= 0.5 <= m['ci_high'], (name, m['accuracy'])
+    m, _ = evaluate_vtwt(TextPriorScorer(home), vt, EvalConfig(n_boot=500))
+    assert m['n_ties'] == 0 and m['accuracy'] == 0.5
