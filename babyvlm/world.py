@@ -235,7 +235,7 @@ class Caregiver:
             w = ws[min(int(np.searchsorted(cp, rng.random())), len(ws) - 1)]
             if w not in avoid: return w
         return w
-    def _forms(self, w, rng, avoid, adj=''):
+    def _forms(self, w, adj=''):
         pl, mass = (w.split()[-1] in self.plural), (w in self.mass)
         own = w.startswith(('your ', "daddy's ", "mommy's "))
         aw = (adj + ' ' + w).strip()
@@ -249,8 +249,8 @@ class Caregiver:
             s = m.group(1); parts = s.split()
             if len(parts) == 3 and parts[2] == 'T':   # {the adj T}, {a colour T}, ...
                 a = ground.get(parts[1]) or self.word(parts[1], rng, avoid)
-                return self._forms(topic, rng, avoid, a)[f'{parts[0]} T']
-            if s in ('T', 'the T', 'a T', 'this T', "that's T", 'is T', 'it T'): return self._forms(topic, rng, avoid)[s]
+                return self._forms(topic, a)[f'{parts[0]} T']
+            if s in ('T', 'the T', 'a T', 'this T', "that's T", 'is T', 'it T'): return self._forms(topic)[s]
             if s in ground: return ground[s]
             if s == 'N': return self.word('thing', rng, avoid)
             if s == 'Ns': return self.word('things', rng, avoid)
@@ -273,7 +273,7 @@ def caregiver_utterance(lang:Caregiver, # the language
                        ) -> str:
     "One utterance: a main clause about `topic` (grounded when `ground` is given) and 0-4 other clauses around it."
     if ground:
-        kind = pick(rng, sorted(ground)); g = {('size' if kind == 'size' else kind): ground[kind]}
+        kind = pick(rng, sorted(ground)); g = {kind: ground[kind]}
         main = lang.clause(pick(rng, GROUNDED['place' if kind == 'place1' else kind]), rng, topic, g, avoid)
     elif topic: main = lang.clause(pick(rng, NAMING if rng.random() < naming else ABOUT), rng, topic, None, avoid)
     else: main = lang.clause(pick(rng, OTHER), rng, '', None, avoid)
