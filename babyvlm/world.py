@@ -131,9 +131,8 @@ LEXICON = {  # word class -> words of CVCL's SAYCam vocabulary; within a class a
   jackets bikes bottles buses circles matches raspberries candles drums rings pipes towels wheels wipes""",
  'mass': """water milk juice food jam oil rice honey formula toast bread cheese cream frosting mud paint salt sugar butter soap
   ice coffee tea pasta yogurt lunch dinner breakfast snack medicine chocolate oatmeal""",
- 'place': """kitchen room garden park beach house bathroom bed car playground library farm store garage street station yard
-  bath couch sofa floor window box bag bucket basket crib tub sink fridge upstairs town city school daycare hospital market
-  lake river sea hill bakery airport restaurant nursery barn driveway""",
+ 'place': """kitchen room garden park beach house bathroom playground library farm store garage street station yard upstairs
+  town city school daycare hospital market lake river sea hill bakery airport restaurant nursery barn driveway""",   # places one goes to
  'person': """mommy daddy mama papa nana grandma grandpa aunt uncle sam toby fiona alex emily jerry johnny natalie natasha
   andre ben laura lauren julie pierre stephanie charlie frank james john tim dave tracy steve amy louis sarah jackie jane
   danny elizabeth suzy baby sweetie buddy kiddo""",
@@ -182,7 +181,7 @@ ABOUT = ["where's {the T}?", "do you want {the T}?", "is that {a T}?", "can you 
          "{the T} {is T} {prep} the {N}", "look at {the adj T}", "{the T} {ved_i} down", "is {the T} {adj}?",
          "you want to {verb} {the T}?", "we {ved} {the T} {time}", "i think {the T} {is T} {adj}", "are you {ving} with {the T}?",
          "what a {adj} {T}",
-         "oh, {the T} {is T} {prep} the {place}", "remember {the T}?", "where are you going with {the T}?",
+         "oh, {the T} {is T} in the {place}", "remember {the T}?", "where are you going with {the T}?",
          "{person} {is T} going to {verb} {the T} {time}", "that's not {a T}, that's {a N}",
          "do you want to put {the T} {prep} the {N}?", "{the T} and the {N}"]
 REFER = ["{it T} {is T} {adv} {adj}, isn't {it T}?", "can you {verb} {it T} for {person}?", "let's put {it T} back",
@@ -202,7 +201,7 @@ OTHER = ["{interj}", "{interj}!", "{interj}, {interj}", "good job!", "all done",
          "it's okay", "{number} {Ns}", "one, two, {number}", "how many {Ns}? {number}", "where's {person}?", "are you {ving}?", "i'm {ving}",
          "{person} {ved} it {time}", "it's {adj} today", "that's {adj}", "{adv} {adj}!", "look at all the {Ns}",
          "do you want to {verb} the {Ns}?", "we {ved} some {Ns} {time}", "peekaboo!", "where's the {N}? i can't find it",
-         "i'll get the {N} {time}", "the {N} {is N} {prep} the {place}", "let me {verb} the {N}", "we need {a N}",
+         "i'll get the {N} {time}", "the {N} {is N} in the {place}", "let me {verb} the {N}", "we need {a N}",
          "do you remember the {Ns} at the {place}?", "twinkle twinkle little star", "the wheels on the bus go round and round",
          "old mcdonald had a farm", "you've got {a N}", "let's have some {mass}", "careful!", "gentle, gentle", "yes", "no", "there you go", "there it is",
          "over there!", "a picture of {a N}", "one of the {Ns}", "all of them", "what's in there?"]
@@ -278,12 +277,11 @@ def caregiver_utterance(lang:Caregiver, # the language
     elif topic: main = lang.clause(pick(rng, NAMING if rng.random() < naming else ABOUT), rng, topic, None, avoid)
     else: main = lang.clause(pick(rng, OTHER), rng, '', None, avoid)
     n_more = int(rng.choice(5, p=[0.3, 0.33, 0.2, 0.11, 0.06]))
-    cl = [main]
+    pre, post = [], []   # other talk may come before the main clause; more about the topic (it/them) only after it
     for _ in range(n_more):
-        if topic and rng.random() < 0.4: cl.append(lang.clause(pick(rng, ABOUT if rng.random() < 0.6 else REFER), rng, topic, None, avoid))
-        else: cl.append(lang.clause(pick(rng, OTHER), rng, '', None, avoid))
-    at = 0
-    if n_more and rng.random() < 0.4: at = int(rng.integers(len(cl))); cl[0], cl[at] = cl[at], cl[0]
+        if topic and rng.random() < 0.4: post.append(lang.clause(pick(rng, ABOUT if rng.random() < 0.6 else REFER), rng, topic, None, avoid))
+        else: (pre if rng.random() < 0.3 else post).append(lang.clause(pick(rng, OTHER), rng, '', None, avoid))
+    cl, at = pre + [main] + post, len(pre)
     cl = [_end(c, rng) for c in cl[:-1]] + [cl[-1]]
     if sum(len(c.split()) for c in cl[:at + 1]) > max_words: cl.insert(0, cl.pop(at))   # the cap never cuts the main clause
     return ' '.join(' '.join(cl).lower().split()[:max_words])
