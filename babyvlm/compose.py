@@ -14,8 +14,9 @@ import datasets
 from .assets import AssetError, SCENE_CATEGORIES
 
 # %% auto #0
-__all__ = ['N_VIEWS', 'PAIR_FEATURES', 'split_groups', 'AssetStore', 'tile', 'floor_view', 'paste', 'finish', 'pick', 'Pools',
-           'make_pools', 'compose_home', 'web_view', 'encode_png', 'parallel_map']
+__all__ = ['WEB_ONLY', 'N_VIEWS', 'PAIR_FEATURES', 'WEB_FEATURES', 'split_groups', 'reserve_web', 'AssetStore', 'tile',
+           'floor_view', 'paste', 'finish', 'pick', 'Pools', 'make_pools', 'compose_home', 'web_view', 'encode_png',
+           'parallel_map']
 
 # %% ../nbs/02_compose.ipynb #29d931f3
 def split_groups(index:list, # records from `asset_index`
@@ -38,6 +39,33 @@ def split_groups(index:list, # records from `asset_index`
         n_test = max(1, int(round(test_share*n))) if n >= 3 else 0
         n_val = max(1, int(round(val_share*n))) if n >= 3 else 0
         for i, g in enumerate(gs): out[g] = 'test' if i < n_test else 'val' if i < n_test + n_val else 'train'
+    return out
+
+# %% ../nbs/02_compose.ipynb #c13b0002
+WEB_ONLY = ('people', 'worker', 'smiley', 'landscape', 'body')   # web categories no home image shows (no distractors)
+
+def _key(r): return r['category'] or (f"web:{r['web_category']}" if r['web_category'] else f"tex:{r['texture'] or 'other'}")
+
+def reserve_web(index:list, # records from `asset_index`
+                split_of:dict, # group -> split (`split_groups`)
+                seed:int, # the world's seed
+                web_share:float=0.4, # share of a key's training groups that go to the web
+               ) -> dict:
+    "A copy of `split_of` where a share of the training groups of every key the web shows is moved to 'web'."
+    by = collections.defaultdict(set)
+    for r in index:
+        if split_of.get(r['group']) != 'train': continue
+        k = _key(r)
+        web_uses = (r['kind'] != 'texture' and (r['web_category'] or (r['category'] and r['category'] not in SCENE_CATEGORIES))) \
+                   or (r['kind'] == 'texture' and r['texture'] in ('floor', 'wall'))
+        if web_uses: by[k].add(r['group'])
+    out = dict(split_of)
+    for k in sorted(by):
+        gs = sorted(g for g in by[k] if out[g] == 'train'); n = len(gs)
+        if not n: continue
+        m = n if k[4:] in WEB_ONLY else min(n - 1, max(1, int(round(web_share*n)))) if n >= 2 else 0
+        rng = np.random.default_rng([seed, 31, int(hashlib.sha256(k.encode()).hexdigest()[:8], 16)])
+        for i in rng.permutation(n)[:m]: out[gs[i]] = 'web'
     return out
 
 # %% ../nbs/02_compose.ipynb #98d19418
@@ -258,9 +286,10 @@ def compose_home(category:str, # Labeled-S category shown
                  rng, # numpy Generator
                  size:int=64, # output side
                  hand_share:float=0.3, # chance of a hand in view
+                 meta:dict|None=None, # filled (when given) with what the view shows: place, scale, distractors, hand
                 ) -> tuple:
     "One egocentric home view of `category`: (RGB image, main asset id)."
-    S = size
+    S = size; shown = []; scale = None
     obj_id = pick(rng, pools.objects[category]); r = store.by_id[obj_id]
     tex = pools.textures
     def bg_indoor():
@@ -289,17 +318,21 @@ def compose_home(category:str, # Labeled-S category shown
         canvas = bg_indoor().convert('RGBA')
         n_dis = int(rng.integers(0, 3))
         for _ in range(n_dis):   # distractors behind the object, towards the edges
-            paste(canvas, store(pick(rng, pools.distractors)), rng, rng.uniform(0.2, 0.4),
-                   (rng.choice([0.1, 0.9])*S, rng.uniform(0.1, 0.9)*S))
-        n_dis = 0
-        paste(canvas, store(obj_id), rng, rng.uniform(0.5, 1.1), rot=30)
+            d = pick(rng, pools.distractors); shown.append(d)
+            paste(canvas, store(d), rng, rng.uniform(0.2, 0.4), (rng.choice([0.1, 0.9])*S, rng.uniform(0.1, 0.9)*S))
+        n_dis = 0; scale = rng.uniform(0.5, 1.1)
+        paste(canvas, store(obj_id), rng, scale, rot=30)
     for _ in range(n_dis):
-        paste(canvas, store(pick(rng, pools.distractors)), rng, rng.uniform(0.15, 0.3),
-               (rng.uniform(0.1, 0.9)*S, rng.uniform(0.1, 0.9)*S))
-    if category != 'hand' and pools.hands and rng.random() < hand_share:   # the child's own hand, from below
+        d = pick(rng, pools.distractors); shown.append(d)
+        paste(canvas, store(d), rng, rng.uniform(0.15, 0.3), (rng.uniform(0.1, 0.9)*S, rng.uniform(0.1, 0.9)*S))
+    hand = category != 'hand' and bool(pools.hands) and rng.random() < hand_share
+    if hand:   # the child's own hand, from below
         paste(canvas, store(pick(rng, pools.hands)), rng, rng.uniform(0.35, 0.55),
                (rng.uniform(0.2, 0.8)*S, rng.uniform(0.85, 1.0)*S), rot=20)
     im = finish(canvas.convert('RGB'), rng)
+    if meta is not None:
+        meta.update(place='outside' if category in ('ground', 'road', 'sand') else 'inside', scale=scale,
+                    distractors=shown, hand=hand)
     return im, obj_id
 
 # %% ../nbs/02_compose.ipynb #5b32f439
@@ -307,16 +340,41 @@ def web_view(asset_id:str, # the asset shown
              store:AssetStore, # decoded assets
              rng, # numpy Generator
              size:int=64, # output side
+             home_likeness:float=0.0, # 0 = a product shot ... 1 = an in-context household snapshot
+             pools:Pools|None=None, # backgrounds, clutter and hands for in-context views (None: product shots only)
+             meta:dict|None=None, # filled (when given) with: context (a household background), clutter, hand
             ) -> Image.Image:
-    "A clean, centred, upright view of an asset on a plain light background (a texture: a tile of it), RGB."
-    r = store.by_id[asset_id]; o = store(asset_id); S = size
+    "A view of an asset in the style `home_likeness` (at 0: clean, centred, upright on a plain light background), RGB."
+    r = store.by_id[asset_id]; o = store(asset_id); S = size; h = float(np.clip(home_likeness, 0, 1))
+    ctx, clutter, hand = False, 0, False
     if r['kind'] == 'texture':
         im = tile(o, S, rng, (0.8, 1.2)).convert('RGBA')
     else:
-        bg = tuple(int(c) for c in (255 - rng.integers(0, 30, 3)*(rng.random() < 0.5)))
-        im = Image.new('RGBA', (S, S), bg + (255,))
-        paste(im, o, rng, rng.uniform(0.6, 0.85), (S/2 + rng.uniform(-4, 4), S/2 + rng.uniform(-4, 4)), rot=0, flip=True)
-    return im.convert('RGB')
+        tex = pools.textures if pools else {}
+        ctx = h > 0 and bool(tex.get('floor')) and rng.random() < h   # (h = 0 draws nothing more: the old product shot)
+        if ctx:
+            if rng.random() < 0.5 or not tex.get('wall'): im = floor_view(store, pick(rng, tex['floor']), S, rng)
+            else:
+                im = tile(store(pick(rng, tex['wall'])), S, rng); k = int(rng.uniform(0.45, 0.75)*S)
+                im.paste(floor_view(store, pick(rng, tex['floor']), S, rng).resize((S, S - k)), (0, k))
+            im = im.convert('RGBA')
+        else:
+            bg = tuple(int(c) for c in (255 - rng.integers(0, 30, 3)*(rng.random() < 0.5)))
+            im = Image.new('RGBA', (S, S), bg + (255,))
+        if h > 0 and pools and pools.distractors:
+            clutter = int(rng.poisson(2.5*h))
+            for _ in range(clutter):
+                paste(im, store(pick(rng, pools.distractors)), rng, rng.uniform(0.15, 0.35),
+                      (rng.choice([0.12, 0.88])*S, rng.uniform(0.1, 0.9)*S), rot=int(25*h))
+        sc = rng.uniform(0.6 - 0.15*h, 0.85 + 0.2*h); j = 4 + 0.18*h*S
+        paste(im, o, rng, sc, (S/2 + rng.uniform(-j, j), S/2 + rng.uniform(-j, j)), rot=int(30*h), flip=True)
+        hand = h > 0 and bool(pools and pools.hands) and rng.random() < 0.35*h
+        if hand:
+            paste(im, store(pick(rng, pools.hands)), rng, rng.uniform(0.35, 0.55), (rng.uniform(0.2, 0.8)*S, rng.uniform(0.85, 1.0)*S), rot=20)
+    im = im.convert('RGB')
+    if h > 0 and r['kind'] != 'texture': im = finish(im, rng, h)
+    if meta is not None: meta.update(context=ctx, clutter=clutter, hand=hand)
+    return im
 
 # %% ../nbs/02_compose.ipynb #b4370492
 def encode_png(im:Image.Image) -> dict:
@@ -326,6 +384,7 @@ def encode_png(im:Image.Image) -> dict:
 PAIR_FEATURES = datasets.Features(image=datasets.Image(), text=datasets.Value('string'), category=datasets.Value('string'),
                                   asset_id=datasets.Value('string'), group=datasets.Value('string'),
                                   aligned=datasets.Value('bool'))
+WEB_FEATURES = datasets.Features({**PAIR_FEATURES, 'home_likeness': datasets.Value('float32')})   # web pairs: + their style
 
 _JOB = None   # the row function of the running map (inherited by forked workers)
 

@@ -217,23 +217,28 @@ def _plan_one(i:int, kind:str, cls:tuple, A:ItemAssets, rng) -> dict:
 def plan_vtwt(n:int, # number of items
               A:ItemAssets, # from `item_assets`
               seed:int=0, # seed of the plan
+              mirrored:bool=True, # the second half repeats the first with image and phrases swapped (no language prior)
              ) -> list:
-    "Item plans: dicts with item_id, kind, word_class, attribute, positive, negative and the two scenes."
+    "Item plans: dicts with item_id, kind, word_class, attribute, positive, negative and the two scenes (and `mirror_of`)."
     rng = np.random.default_rng([seed, 8101]); plans = []
     kinds, p = list(KINDS), np.array(list(KINDS.values())); p = p/p.sum()
-    for i in range(n):
+    n_first = (n + 1)//2 if mirrored else n
+    for i in range(n_first):
         kind = kinds[int(rng.choice(len(kinds), p=p))]
         ok = [c for c, ks in CLASSES.items() if kind in ks and (c[1] != 'emotion' or len(A.faces) == 2)]
         cls = ok[int(rng.integers(len(ok)))]
         q = _plan_one(i, kind, cls, A, rng)
-        plans.append(dict(item_id=str(i), kind=kind, word_class=cls[0], attribute=cls[1], **q))
+        plans.append(dict(item_id=str(i), kind=kind, word_class=cls[0], attribute=cls[1], mirror_of='', **q))
+    for j, q in enumerate(plans[:n - n_first]):   # the mirrors: the same scenes (objects), roles swapped
+        plans.append(dict(q, item_id=str(n_first + j), positive=q['negative'], negative=q['positive'], pos=q['neg'], neg=q['pos'],
+                          mirror_of=q['item_id']))
     return plans
 
 # %% ../nbs/05_items.ipynb #36dd0752
 VTWT_FEATURES = datasets.Features(item_id=datasets.Value('string'), image=datasets.Image(), positive=datasets.Value('string'),
                                   negative=datasets.Value('string'), kind=datasets.Value('string'),
                                   word_class=datasets.Value('string'), attribute=datasets.Value('string'),
-                                  assets=datasets.Value('string'))
+                                  assets=datasets.Value('string'), mirror_of=datasets.Value('string'))
 WINO_FEATURES = datasets.Features(instance_id=datasets.Value('string'), image=datasets.Image(), image_edit=datasets.Image(),
                                   positive=datasets.Value('string'), negative=datasets.Value('string'),
                                   kind=datasets.Value('string'), word_class=datasets.Value('string'),
@@ -268,17 +273,20 @@ def build_items(out:Path, # folder to write the datasets into
                 workers:int=1, # processes
                ) -> dict:
     "Render and save the `vtwt`, `baby_winoground` and `saycam_caption` datasets; returns their counts."
-    if n_winoground > n_vtwt: raise ValueError(f"n_winoground ({n_winoground}) cannot exceed n_vtwt ({n_vtwt})")
+    if n_winoground > (n_vtwt + 1)//2:
+        raise ValueError(f"n_winoground ({n_winoground}) cannot exceed the first (unmirrored) half of n_vtwt ({n_vtwt}): {(n_vtwt + 1)//2}")
     A = item_assets(index, split_of, pools); plans = plan_vtwt(n_vtwt, A, seed)
-    def img(k):
-        q = plans[k % n_vtwt]
-        return encode_png(render_scene(q['pos'] if k < n_vtwt else q['neg'], pools, store, size))
-    ims = parallel_map(img, n_vtwt + n_winoground, workers)
+    scenes = {}   # every scene once (a mirror's image is its original's edit)
+    for sc in [q['pos'] for q in plans] + [q['neg'] for q in plans[:n_winoground]]: scenes.setdefault(id(sc), sc)
+    order = list(scenes)
+    drawn = dict(zip(order, parallel_map(lambda k: encode_png(render_scene(scenes[order[k]], pools, store, size)), len(order), workers)))
+    ims = [drawn[id(q['pos'])] for q in plans] + [drawn[id(q['neg'])] for q in plans[:n_winoground]]
     ids = lambda sc: ' '.join(o.asset for o in sc.objects)
     v = {k: [q[k] for q in plans] for k in ('item_id', 'positive', 'negative', 'kind', 'word_class', 'attribute')}
+    v['mirror_of'] = [q['mirror_of'] for q in plans]
     datasets.Dataset.from_dict(dict(**v, image=ims[:n_vtwt], assets=[ids(q['pos']) for q in plans]),
                                features=VTWT_FEATURES).save_to_disk(str(Path(out)/'vtwt'))
-    w = {k: x[:n_winoground] for k, x in v.items() if k != 'item_id'}
+    w = {k: x[:n_winoground] for k, x in v.items() if k not in ('item_id', 'mirror_of')}
     datasets.Dataset.from_dict(dict(instance_id=v['item_id'][:n_winoground], image=ims[:n_winoground], image_edit=ims[n_vtwt:], **w),
                                features=WINO_FEATURES).save_to_disk(str(Path(out)/'baby_winoground'))
     cats = LABELED_S_CATEGORIES

@@ -16,7 +16,7 @@ from .transfer import filter_pairs, rewrite_captions, relevance_filter, random_b
 
 # %% auto #0
 __all__ = ['fast_bf16', 'knn_precision', 'knn_topk', 'MatchResult', 'matching_gap', 'match_distribution', 'EffNetEmbedder',
-           'embed_images', 'build_transferred']
+           'embed_images', 'selection_checks', 'build_transferred']
 
 # %% ../nbs/11_matching.ipynb #59f47ab4
 def _unit(x, what:str) -> torch.Tensor:
@@ -228,6 +228,31 @@ def embed_images(ds:datasets.Dataset, # rows with `image`
     return e
 
 # %% ../nbs/11_matching.ipynb #5db64882
+def selection_checks(sets:dict, # name -> selected web pairs (with `category`, and `home_likeness` when the world has it)
+                     home:datasets.Dataset, # the in-domain pairs (their `category`)
+                     n_boot:int=1000, # bootstrap resamples
+                     seed:int=0, # seeds the resampling
+                    ) -> dict:
+    "Per set: mean home-likeness, share of home categories and category overlap with `home`, each with a 95% bootstrap interval."
+    hc = np.asarray(home['category']); cats = sorted(set(hc)); hp = np.array([np.mean(hc == c) for c in cats])
+    out = {}
+    for k, (name, ds) in enumerate(sets.items()):
+        if not len(ds) or 'category' not in ds.column_names: continue
+        c = np.asarray(ds['category']); idx = {x: i for i, x in enumerate(cats)}
+        ci = np.array([idx.get(x, -1) for x in c]); rng = np.random.default_rng([seed, k])
+        B = rng.integers(0, len(c), (n_boot, len(c)))
+        def overlap(cc):   # shares over all the set's pairs (other categories: mass outside the home's)
+            return float(np.minimum(np.bincount(cc[cc >= 0], minlength=len(cats))/len(cc), hp).sum())
+        def block(v, boot):
+            lo, hi = np.quantile(boot, [0.025, 0.975]); return dict(mean=float(v), ci_low=float(lo), ci_high=float(hi))
+        r = dict(n=len(c))
+        inh = (ci >= 0).astype(float); r['home_category_share'] = block(inh.mean(), inh[B].mean(1))
+        r['category_overlap'] = block(overlap(ci), np.array([overlap(ci[b]) for b in B[:min(n_boot, 300)]]))
+        if 'home_likeness' in ds.column_names:
+            h = np.asarray(ds['home_likeness'], np.float64); r['home_likeness'] = block(h.mean(), h[B].mean(1))
+        out[name] = r
+    return out
+
 def _with_index(ds):
     return ds if 'source_index' in ds.column_names else ds.add_column('source_index', list(range(len(ds))),
                                                                        new_fingerprint=stable_hash([ds._fingerprint, 'idx'], 32))
@@ -248,7 +273,7 @@ def build_transferred(world, # a `babyvlm.world.World` (or anything with `home['
                       cache:Path|None=None, # cache root
                       progress:bool=True, # print one line per step
                      ) -> tuple[dict, dict]:
-    "Filter, rewrite, relevance-filter, match and draw the random baseline: ({'home', 'transferred', 'random', 'candidates'}, report)."
+    "Filter, rewrite, relevance-filter, match and draw the random baseline: ({'home', 'transferred', 'random', 'random_relevant', 'candidates'}, report)."
     missing = [n for n, v in (('scorer', scorer), ('embedder', embedder)) if v is None]
     if missing: raise TypeError(f"build_transferred: {' and '.join(missing)} must be given (got None); the study's come from "
                                 f"`babyvlm.families.transfer_models(world, cfg, cache)`")
@@ -279,10 +304,13 @@ def build_transferred(world, # a `babyvlm.world.World` (or anything with `home['
     rep['steps']['match'] = m.report
     say(f"match ({m.report['method']}): {n} of {len(cand)} candidates, mean cosine {m.report['mean_sim']:.3f}")
     rnd, rep['steps']['random'] = random_baseline(web_all, len(transferred), cfg.seed)
+    rrel, rep['steps']['random_relevant'] = random_baseline(cand, len(transferred), cfg.seed)
+    rep['mechanism'] = selection_checks(dict(transferred=transferred, random=rnd, random_relevant=rrel, candidates=cand), home_all,
+                                        seed=cfg.seed)
     rep['stats'] = transfer_stats({'original': transferred['original_text'], 'transferred': transferred['text'],
                                    'random': rnd['text'], 'home': home['text']}, seed=cfg.seed)
     rep['counts'] = dict(home_in=len(home_all), home_kept=len(home), web_in=len(web_all), rewritten=len(rw), relevant=len(cand),
-                         transferred=len(transferred), random=len(rnd))
+                         transferred=len(transferred), random=len(rnd), random_relevant=len(rrel))
     rep['seconds'] = time.time() - t0
     say(f"done: {rep['counts']}")
-    return dict(home=home, transferred=transferred, random=rnd, candidates=cand), rep
+    return dict(home=home, transferred=transferred, random=rnd, random_relevant=rrel, candidates=cand), rep

@@ -31,7 +31,7 @@ class DataConfig:
     max_pairs: int|None = None  # cap on the number of training pairs (None = all)
     real_params: str = 'saycam'  # params/data/<name>.yaml: where the real sources 'saycam' / 'lcs' live (`babyvlm.realdata`)
 
-TRANSFER_SOURCES = ('home_filtered', 'transferred', 'random')  # made by `babyvlm.matching.build_transferred`
+TRANSFER_SOURCES = ('home_filtered', 'transferred', 'random', 'random_relevant')  # made by `babyvlm.matching.build_transferred`
 DATA_SOURCES = ('home', 'web', *TRANSFER_SOURCES, 'saycam', 'lcs')  # world domains, the transfer pipeline's sets, real data
 
 _BASE_FIELDS = [
@@ -159,7 +159,8 @@ def run_training_data(world, # a built `babyvlm.world.World`
         if report is not None: report.update(rep)
         hv = world.home['validation']   # every transfer condition validates on the in-domain validation pairs
         real.update(home_filtered=dict(train=t['home'], validation=hv), transferred=dict(train=t['transferred'], validation=hv),
-                    random=dict(train=t['random'], validation=hv))
+                    random=dict(train=t['random'], validation=hv),
+                    random_relevant=dict(train=t['random_relevant'], validation=hv))
     def _src(s): return real[s] if s in real else getattr(world, s)
     def _pick(split):
         parts, seen = [], set()

@@ -17,8 +17,8 @@ from .text import tokenize
 
 # %% auto #0
 __all__ = ['LEXICON', 'PROMPTS_FILE', 'dataset_fingerprint', 'step_dir', 'cached_step', 'scorer_key', 'ReferenceScorer',
-           'filter_pairs', 'child_vocab', 'RulesBackend', 'load_prompts', 'MalformedReply', 'clean_reply',
-           'parse_verdict', 'JsonlCache', 'LLMBackend', 'OpenAIBackend', 'HFBackend', 'make_backend',
+           'filter_curve', 'filter_pairs', 'child_vocab', 'RulesBackend', 'load_prompts', 'MalformedReply',
+           'clean_reply', 'parse_verdict', 'JsonlCache', 'LLMBackend', 'OpenAIBackend', 'HFBackend', 'make_backend',
            'rewrite_captions', 'relevance_filter', 'random_baseline', 'sentence_form', 'transfer_stats',
            'TransferConfig']
 
@@ -148,10 +148,25 @@ def _scores(ds, scorer, batch_size:int) -> np.ndarray:
 
 def _aligned_report(aligned:np.ndarray, keep:np.ndarray) -> dict:
     n_al, n_al_kept = int(aligned.sum()), int((aligned & keep).sum())
-    return dict(n_aligned_in=n_al, n_aligned_kept=n_al_kept,
-                precision=n_al_kept/max(1, int(keep.sum())), recall=n_al_kept/max(1, n_al),
-                misaligned_share_before=1 - n_al/max(1, len(aligned)),
-                misaligned_share_after=1 - n_al_kept/max(1, int(keep.sum())))
+    prior = n_al/max(1, len(aligned)); precision = n_al_kept/max(1, int(keep.sum()))
+    return dict(n_aligned_in=n_al, n_aligned_kept=n_al_kept, prior=prior,
+                precision=precision, recall=n_al_kept/max(1, n_al), precision_gain=precision - prior,
+                misaligned_share_before=1 - prior, misaligned_share_after=1 - precision)
+
+def filter_curve(scores:np.ndarray, # one score per pair (non-finite: never kept)
+                 aligned:np.ndarray, # whether each pair's text is about its image
+                 quantiles:Sequence[float]=tuple(np.round(np.arange(0, 1, 0.05), 2)), # thresholds as quantiles of the scores
+                 thresholds:Sequence[float]|None=None, # absolute thresholds (default: 21 between the 1st and 99th percentile)
+                ) -> dict:
+    "Precision (aligned share kept) and recall (aligned pairs kept) of keeping score > t, over quantile and absolute thresholds."
+    s, al = np.asarray(scores, np.float64), np.asarray(aligned, bool); fin = np.isfinite(s)
+    if not fin.any(): return dict(prior=float(al.mean()) if len(al) else 0.0, quantile=[], absolute=[])
+    def row(t):
+        keep = fin & (s > t); r = _aligned_report(al, keep)
+        return dict(threshold=float(t), kept_share=float(keep.mean()), precision=r['precision'], recall=r['recall'])
+    qs = [dict(quantile=float(q), **row(np.quantile(s[fin], q))) for q in quantiles]
+    if thresholds is None: lo, hi = np.quantile(s[fin], [0.01, 0.99]); thresholds = np.linspace(lo, hi, 21)
+    return dict(prior=float(al.mean()), quantile=qs, absolute=[row(t) for t in thresholds])
 
 def filter_pairs(ds:datasets.Dataset, # pairs with `image`, `text` (optionally `aligned`)
                  scorer, # has `score(images, texts) -> array` (and optionally `score_dataset(ds)`)
@@ -166,7 +181,7 @@ def filter_pairs(ds:datasets.Dataset, # pairs with `image`, `text` (optionally `
     _check_columns(ds, ('image', 'text'), 'filter_pairs')
     if quantile is not None and not 0 <= quantile < 1: raise ValueError(f"filter_pairs: quantile must be in [0, 1), got {quantile}")
     sid = scorer_id or scorer_key(scorer)
-    key = dict(step='filter', v=1, data=dataset_fingerprint(ds), scorer=sid, threshold=None if quantile is not None else float(threshold),
+    key = dict(step='filter', v=2, data=dataset_fingerprint(ds), scorer=sid, threshold=None if quantile is not None else float(threshold),
                quantile=quantile)
     def run():
         t0 = time.time(); s = _scores(ds, scorer, batch_size); fin = np.isfinite(s)
@@ -179,7 +194,14 @@ def filter_pairs(ds:datasets.Dataset, # pairs with `image`, `text` (optionally `
                    score_mean=float(s[fin].mean()) if fin.any() else None,
                    score_quartiles=[float(x) for x in np.quantile(s[fin], [0.25, 0.5, 0.75])] if fin.any() else None,
                    seconds=time.time() - t0)
-        if 'aligned' in ds.column_names: rep['aligned'] = _aligned_report(np.asarray(ds['aligned'], bool), keep)
+        if 'aligned' in ds.column_names:
+            al = np.asarray(ds['aligned'], bool)
+            rep['aligned'] = _aligned_report(al, keep)
+            rep['curve'] = filter_curve(s, al, thresholds=sorted({float(threshold), *np.linspace(*np.quantile(s[fin], [0.01, 0.99]), 21)})
+                                        if fin.any() else None)
+            # the other mode at the same time: what the absolute threshold (the paper's CLIP > 0.2) keeps, and vice versa
+            ka = fin & (s > float(threshold))
+            rep['absolute'] = dict(threshold=float(threshold), kept_share=float(ka.mean()) if len(ds) else 0.0, **_aligned_report(al, ka))
         return out, rep, True
     return cached_step('filter', key, run, cache, use_cache and sid is not None)
 

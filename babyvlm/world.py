@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_world.ipynb #a188a7cd
 from __future__ import annotations
-import collections, hashlib, io, json, os, shutil, time
+import collections, hashlib, io, json, os, re, shutil, time
 from dataclasses import dataclass, asdict
 from pathlib import Path
 import numpy as np
@@ -12,13 +12,15 @@ from PIL import Image
 import datasets
 from .core import cache_dir, stable_hash, REFERENCE_VOCAB
 from .assets import fetch_assets, asset_index, assets_dir, AssetError, LABELED_S_CATEGORIES, SCENE_CATEGORIES, WORLD_PACKS
-from .compose import (AssetStore, Pools, split_groups, make_pools, compose_home, web_view, pick, encode_png, parallel_map,
-                             PAIR_FEATURES)
+from .compose import (AssetStore, Pools, split_groups, reserve_web, make_pools, compose_home, web_view, pick, encode_png,
+                             parallel_map, PAIR_FEATURES, WEB_FEATURES)
 
 # %% auto #0
-__all__ = ['HOME_WORDS', 'TEMPLATES', 'OFF_TOPIC', 'WEB_TEMPLATES', 'WorldConfig', 'WorldAssets', 'world_assets',
-           'pack_attribution', 'utterance', 'dominant_colour', 'compose_web', 'check_images', 'World',
-           'code_fingerprint', 'build_world']
+__all__ = ['HOME_WORDS', 'ACTION_WORDS', 'LEXICON', 'NAMING', 'ABOUT', 'REFER', 'GROUNDED', 'OTHER', 'WEB_TEMPLATES',
+           'WEB_CONTEXT_TEMPLATES', 'WEB_HAND_TEMPLATES', 'IN_HOME', 'WorldConfig', 'WorldAssets', 'world_assets',
+           'pack_attribution', 'Caregiver', 'caregiver_utterance', 'utterance', 'dominant_colour', 'compose_web',
+           'distractor_word', 'grounded_words', 'home_utterance', 'language_stats', 'web_home_likeness', 'check_images',
+           'World', 'code_fingerprint', 'build_world']
 
 # %% ../nbs/03_world.ipynb #35cb5a38
 @dataclass
@@ -29,7 +31,10 @@ class WorldConfig:
     n_home_val:int = 1600 # home validation pairs (asset groups disjoint from training)
     n_web:int = 16000 # web (LCS-like) training pairs
     n_web_val:int = 800 # web validation pairs
-    misaligned_share:float = 0.3 # share of home pairs whose utterance is about something else
+    naming_share:float = 0.35 # share of home utterances that name the category shown (the others: `aligned=False`)
+    distractor_share:float = 0.15 # share of home utterances about another object in view (when the view has one)
+    grounding_share:float = 0.3 # share of the naming utterances that also say a true colour, size, place or action
+    zipf_exponent:float = 1.0 # within a word class, a word's weight is its CVCL frequency rank ** -zipf_exponent
     hand_share:float = 0.3 # share of home images with a hand in view
     labeled_s_per_category:int = 100 # Labeled-S trials per category (22 categories)
     n_vtwt:int = 960 # Visual Two-Word Test items (the paper: 967)
@@ -38,7 +43,10 @@ class WorldConfig:
     real_photo_trials_per_image:int = 4 # real-photo slice: trials per labelled photograph
     test_share:float = 0.25 # share of each category's asset groups held out for benchmarks
     val_share:float = 0.15 # share of each category's asset groups for home validation
-    web_categories:int = 63 # number of web categories used (at most the curated 63)
+    web_categories:int = 0 # web categories used: 0 = all (78), else a seeded sample of that many
+    web_share:float = 0.4 # share of the training asset groups of each category the web shows that go to the web only
+    web_home_in:float = 0.5 # mean home-likeness of web images of in-home categories (`IN_HOME`)
+    web_home_out:float = 0.15 # mean home-likeness of web images of the other categories (vehicles, wild animals, ...)
     seed:int = 0 # seed of everything in the world
 
 # %% ../nbs/03_world.ipynb #b0c4c8e3
@@ -46,7 +54,7 @@ class WorldConfig:
 class WorldAssets:
     "What composing a world's images needs: asset records, the split of each group, the pools of each split, the store."
     index:list # `asset_index` records
-    split_of:dict # asset group -> 'train', 'val' or 'test'
+    split_of:dict # asset group -> 'train' (home training), 'web' (web training only), 'val' or 'test'
     pools:dict # split -> `Pools`
     store:AssetStore # decoded assets (at most 1.5 x the image side)
     packs:list # `fetch_assets` manifest entries of the packs (versions, licences, attribution)
@@ -59,9 +67,10 @@ def world_assets(cfg:WorldConfig, # the world's configuration
     cache = Path(cache or cache_dir())
     packs = fetch_assets(list(WORLD_PACKS), cache=cache, progress=progress)['packs']
     index = asset_index(cache); store = AssetStore(assets_dir(cache), index, maxside=max(48, int(1.5*cfg.image_size)))
-    split_of = split_groups(index, cfg.seed, cfg.test_share, cfg.val_share)
-    pools = {s: make_pools(index, split_of, s) for s in ('train', 'val', 'test')}
+    split_of = reserve_web(index, split_groups(index, cfg.seed, cfg.test_share, cfg.val_share), cfg.seed, cfg.web_share)
+    pools = {s: make_pools(index, split_of, s) for s in ('train', 'web', 'val', 'test')}
     for s, p in pools.items():
+        if s == 'web': continue
         empty = [c for c in LABELED_S_CATEGORIES if not p.objects.get(c)]
         if empty: raise AssetError(f"split {s!r} has no asset of categories {empty}; the asset packs are incomplete")
     return WorldAssets(index, split_of, pools, store, packs)
@@ -72,65 +81,247 @@ def pack_attribution(packs:list, # `fetch_assets` manifest entries
     return [{k: e[k] for k in ('name', 'registry', 'package', 'version', 'sha256', 'licence', 'attribution')} for e in packs]
 
 # %% ../nbs/03_world.ipynb #77b90ec3
-HOME_WORDS = {  # category: [(word, weight)]
-    'ball': [('ball', 4), ('big ball', 1)], 'basket': [('basket', 4), ('little basket', 1)],
-    'car': [('car', 4), ('blue car', 1), ('car car', 1)], 'cat': [('cat', 3), ('kitty', 2), ('kitty cat', 1)],
-    'chair': [('chair', 4), ('big chair', 1)], 'computer': [('computer', 4), ("daddy's computer", 1)],
+HOME_WORDS = {  # category: [(word, weight)], the caregiver's words for each Labeled-S category
+    'ball': [('ball', 4), ('balls', 1)], 'basket': [('basket', 4), ('bucket', 1)],
+    'car': [('car', 4), ('cars', 1)], 'cat': [('cat', 2), ('kitty', 3), ('kitty cat', 1)],
+    'chair': [('chair', 4), ('seat', 1)], 'computer': [('computer', 4), ("daddy's computer", 1)],
     'crib': [('crib', 4), ('bed', 1)], 'door': [('door', 4), ('front door', 1)], 'floor': [('floor', 4)],
     'foot': [('foot', 3), ('feet', 1), ('toes', 1)], 'ground': [('ground', 4), ('dirt', 1)],
     'hand': [('hand', 3), ('hands', 1)], 'kitchen': [('kitchen', 4)], 'paper': [('paper', 4)],
     'puzzle': [('puzzle', 4), ('puzzle pieces', 1)], 'road': [('road', 4), ('street', 1)], 'room': [('room', 4), ('your room', 1)],
-    'sand': [('sand', 4), ('sand box', 1)], 'stairs': [('stairs', 4), ('steps', 1)], 'table': [('table', 4)],
+    'sand': [('sand', 4), ('sandpit', 1)], 'stairs': [('stairs', 4), ('steps', 1)], 'table': [('table', 4)],
     'toy': [('toy', 4), ('toys', 1)], 'window': [('window', 4)],
 }
-TEMPLATES = [
-    "look at the {w}!", "do you want the {w}?", "where's the {w}?", "that's a big {w}", "see the {w}?",
-    "here's the {w}", "can you find the {w}?", "what's that? that's the {w}", "oh look a {w}", "it's a {w}",
-    "you like the {w}?", "let's look at the {w}", "there's the {w}", "is that your {w}?", "wow, the {w}",
-    "what a nice {w}", "can you touch the {w}?", "look, the {w} is right there", "do you see the {w}?",
-    "oh, you found the {w}", "where did the {w} go?", "that's your {w}", "yeah, the {w}", "show me the {w}",
-    "is that a {w}?", "look at that {w}", "you want to see the {w}?", "what's this? a {w}", "hi {w}!",
-    "the {w}, yeah",
-]
-OFF_TOPIC = [
-    "are you hungry?", "time for your nap", "let's go outside", "mommy's right here", "no no, not in your mouth",
-    "okay, all done", "what are you doing?", "you're so silly", "say hi to daddy", "do you want some milk?",
-    "good job!", "oh, you're tired", "let's change your clothes", "bye bye", "come here sweetie", "uh oh",
-    "can you say thank you?", "it's okay, it's okay", "are you sleepy?", "let's get your shoes on",
-]
+# What a caregiver may say one does with each category: the VTWT / Winoground action words (`babyvlm.items.ACTIONS`)
+ACTION_WORDS = {'ball': ['throw', 'catch', 'play'], 'toy': ['throw', 'catch', 'play', 'hug'], 'paper': ['throw', 'read', 'write', 'draw'],
+                'stairs': ['climb'], 'chair': ['climb', 'sit'], 'table': ['climb', 'wash', 'clean'], 'hand': ['wash'], 'foot': ['wash'],
+                'car': ['wash', 'clean', 'drive'], 'window': ['clean'], 'door': ['clean'], 'puzzle': ['play'], 'computer': ['play'],
+                'cat': ['hug', 'kiss', 'feed']}
+_MASS = {'sand', 'dirt', 'paper', 'ground', 'floor'}   # no article "a"
+_PLURAL = {'feet', 'toes', 'hands', 'stairs', 'steps', 'toys', 'puzzle pieces', 'balls', 'cars'}
+
+LEXICON = {  # word class -> words of CVCL's SAYCam vocabulary; within a class a word is used in proportion to rank**-zipf
+ 'thing': """ball book train car banana truck water bear shoes bread bunny doggy cup egg bin bottle shirt milk camera mouth
+  apple duck puzzle balloon cow house lid sheep thing brush bucket fish chicken music flower head spoon light jam chair
+  jacket juice crib paper bag box drink tree backpack hippo bowl picture bed door food nose toy dummy sock biscuit game face
+  plate shoe boat strawberry blanket button giraffe hole dog dinosaur lamb mouse tractor marker mirror pig hat sun pen
+  bike cat basket drum rock wagon butterfly computer engine star toast cake guitar leaf leg slide table tiger tower tail teddy
+  arm fridge kangaroo koala zebra bee umbrella bath block doctor donkey fork monkey pan phone frog knife rattle toilet
+  broom robot ribbon piano shovel bagel bib candle bicycle bus seat toothbrush heart key letter pear penguin rocket
+  bench corn mailbox photo sausage tomato clock coat pillow plant pot sink turtle ring towel sofa snail goat elephant airplane
+  aeroplane carrot cookie cracker wheel barn curtain digger drawer goose kite lake moon nest oven pocket puppet rabbit rope
+  rooster scissors stool triangle spider bridge bubble bell clown fox horn kitten mango microwave notebook pineapple
+  rainbow straw swing van wallet watermelon ambulance bug caterpillar cave cube cucumber gate lemon necklace sandwich
+  snake soap whale pizza plane pumpkin purse river couch desk kettle monster pony squirrel trampoline tricycle
+  zipper roof cheese horse bird tummy finger toe thumb knee ear eye hand foot window belly chin cheek lorry cloud
+  glass hose lion potty nappy coin wall word tail teddy deck magazine smiley sunscreen phone tag yolk marker uncle
+  medicine chocolate figure hill recipe scoop siren carousel ladybug toothbrush birthday hay tongue clock ear garage rake
+  tanker hairbrush oatmeal piglet track udder alien biccie carrot cub jumper kleenex lady magpie peanut spatula square
+  story stroller towel trash ant cardigan carpet cord driver duckling grapefruit machine nectarine railing sign thumb
+  bump cherry cupcake fence film gibbon kookaburra log pair pet rain sea xylophone bathtub bush closet clothespin comic
+  counter dryer iguana mail monitor pepper pinecone plug stamp step tube tv walker bacon cannon chain cloth diamond drill
+  eagle fireman handle hiccup ipad mole moose moth movie mud poop rack salad tummy baboon barbie buddy buoy burner
+  cauliflower chalk cradle dock fan kayak lettuce melon mixer nail pipe rose video whisk""",
+ 'things': """shoes socks eggs books balls flowers bubbles ducks kitties toys blocks trees birds clothes teeth grapes cars
+  pictures trucks logs leaves eyes cows animals rocks boxes letters pants bears pajamas shorts bananas buttons clouds
+  pieces puzzles numbers friends knees apples markers weeds bells coins pillows shirts plants balloons legs butterflies bees
+  lights presents carrots fingers boots glasses hats horses keys pens pages pills shells bits cookies ducklings feathers
+  peas pigs chickens chicks blueberries cherries stars wheels sticks pencils crayons oranges tomatoes tables chairs cats
+  dogs spoons songs plates cakes lids bunnies kids lines sheets snakes biscuits giraffes magpies penguins elephants emus
+  jackets bikes bottles buses circles matches raspberries candles drums rings pipes towels wheels wipes""",
+ 'mass': """water milk juice food jam oil rice honey formula toast bread cheese cream frosting mud paint salt sugar butter soap
+  ice coffee tea pasta yogurt lunch dinner breakfast snack medicine chocolate oatmeal""",
+ 'place': """kitchen room garden park beach house bathroom playground library farm store garage street station yard upstairs
+  town city school daycare hospital market lake river sea hill bakery airport restaurant nursery barn driveway""",   # places one goes to
+ 'person': """mommy daddy mama papa nana grandma grandpa aunt uncle sam toby fiona alex emily jerry johnny natalie natasha
+  andre ben laura lauren julie pierre stephanie charlie frank james john tim dave tracy steve amy louis sarah jackie jane
+  danny elizabeth suzy baby sweetie buddy kiddo""",
+ 'adj': """good pretty hard nice lovely different hot better new cold weird fun dark same far wet long funny fluffy soft
+  yummy careful gentle scary high interesting squishy heavy dirty sleepy exciting silly full old great sticky shiny cute
+  sweet special warm noisy loud tiny huge cuddly furry beautiful perfect messy cool busy empty broken quiet slippery smelly
+  crunchy sharp bouncy spotty wrong bad fine kind slow fast easy poor real boring sparkly silky velvety awesome neat
+  normal horrible tough tall curious grumpy short strong bright dangerous extra flat friendly free itchy low proud
+  comfortable difficult fragile gross large nasty smart sour quick strange tight sunny chilly windy rainy playful crazy""",
+ 'feel': "happy sad tired hungry sleepy scared excited grumpy busy okay silly cranky afraid bored ready done",
+ 'colour': "red blue green yellow pink orange purple brown white black grey",
+ 'verb': """put get play read make take give eat hold draw help open push throw pick rub watch use love
+  close wear finish bring grab hang wash brush keep press change clean cut carry feed touch drop pour buy check catch find
+  build kick roll bounce hug kiss fix wipe shake stir mix move pull turn blow fill climb break count hit wave call reach ride
+  cover hide pop taste choose dig chase poke shut stretch tickle sell grow lose save scrub squeeze sweep wrap erase fold
+  smell enjoy spill cook visit""",
+ 'verb_i': "go come walk sit stand sleep run jump dance swim fly crawl hide wait sing listen cry stop rest stay nap fall wake hurry sneeze swing slide",
+ 'ving': """going looking eating getting doing coming playing trying putting reading having sitting talking drawing drinking
+  standing running working jumping sleeping dancing driving washing holding taking cooking moving throwing crawling hiding
+  climbing swimming singing brushing pushing pulling watching blowing bouncing carrying kissing turning banging coughing
+  pointing starting waking flying hitting opening rocking crying feeding cutting drumming racing spinning clapping cleaning
+  laughing shaking twisting bending chasing digging dropping drying picking riding sliding smiling swinging touching
+  wiping waiting""",
+ 'ved': """made got saw took ate broke threw found gave brought dropped forgot finished cleaned moved played picked pulled
+  washed opened spilled bought drew wore fixed closed""",
+ 'ved_i': "fell went came flew ran",
+ 'adv': "really very just still already so too actually probably maybe quite always never sometimes together gently carefully quickly nicely",
+ 'interj': "oh yeah okay wow oops uh hmm yay yum woah hey ah ooh whoops aww yummy hello hi whoa aha gosh ugh yuck mhm",
+ 'sound': "woof meow moo quack baa oink roar vroom boom tweet cheep cluck splash choo ruff boop mwah",
+ 'time': "now today later tomorrow soon yesterday again",
+ 'prep': "in on under behind by near into onto",
+ 'number': "two three four five six seven eight nine ten",
+}
+LEXICON = {k: v.split() for k, v in LEXICON.items()}
+
+# Frames: one clause each. Slots: {T} the topic's word, {the T} / {a T} / {this T} / {that's T} / {is T} / {it T} forms
+# that agree with it; {N} a thing, {Ns} things, and the other slots one word of their `LEXICON` class.
+NAMING = ["{T}!", "{a T}", "{a T}!", "{that's T} {the T}", "{T}", "{the T}!", "{T}, {T}", "look, {a T}", "oh, {a T}!",
+          "it's {a T}", "there's {the T}", "{this T} {is T} {the T}", "see {the T}?", "hi {T}!", "{that's T} {a T}",
+          "yeah, {the T}", "look at {the T}", "here's {the T}", "wow, {the T}", "{T}? yeah, {T}"]
+ABOUT = ["where's {the T}?", "do you want {the T}?", "is that {a T}?", "can you see {the T}?", "what's that? {a T}?",
+         "do you like {the T}?", "where did {the T} go?", "who has {the T}?", "what do you want to do with {the T}?",
+         "should we {verb} {the T}?", "can you {verb} {the T}?", "let's {verb} {the T}", "give me {the T}", "don't {verb} {the T}",
+         "put {the T} {prep} the {N}", "bring {the T} to {person}", "show {person} {the T}", "{verb} {the T}, please",
+         "you're {ving} {the T}", "{person} {ved} {the T}", "{the T} {is T} {adj}", "{that's T} {a adj T}",
+         "{the T} {is T} {prep} the {N}", "look at {the adj T}", "{the T} {ved_i} down", "is {the T} {adj}?",
+         "you want to {verb} {the T}?", "we {ved} {the T} {time}", "i think {the T} {is T} {adj}", "are you {ving} with {the T}?",
+         "what a {adj} {T}",
+         "oh, {the T} {is T} in the {place}", "remember {the T}?", "where are you going with {the T}?",
+         "{person} {is T} going to {verb} {the T} {time}", "that's not {a T}, that's {a N}",
+         "do you want to put {the T} {prep} the {N}?", "{the T} and the {N}"]
+REFER = ["{it T} {is T} {adv} {adj}, isn't {it T}?", "can you {verb} {it T} for {person}?", "let's put {it T} back",
+         "do you want {it T}?", "where did {it T} go?", "{verb} {it T}!", "look at {it T}"]   # later clauses: the topic as it/them
+GROUNDED = {  # true of the picture: its colour, size, place or an action the category affords
+ 'colour': ["{the T} {is T} {colour}", "{the colour T}", "look at {the colour T}", "{a colour T}!", "you like {the colour T}?",
+            "{that's T} {a colour T}", "where's {the colour T}?", "{colour}, {the T} {is T} {colour}"],
+ 'size': ["{the size T}", "what {a size T}", "{that's T} {a size T}", "look at {the size T}", "{the T} {is T} so {size}"],
+ 'place': ["{the T} {is T} {place1}", "we're {place1} with {the T}", "look {place1}, {a T}", "{T} {place1}", "{the T} {place1}"],
+ 'action': ["{action} {the T}", "can you {action} {the T}?", "let's {action} {the T}", "you {action} {the T}", "{action} {T}!",
+            "do you want to {action} {the T}?"],
+}
+OTHER = ["{interj}", "{interj}!", "{interj}, {interj}", "good job!", "all done", "bye bye", "uh oh", "thank you", "night night",
+         "what are you doing?", "come here, {person}", "say hi to {person}", "{person} is coming {time}", "are you {feel}?",
+         "you're so {feel}", "do you want some {mass}?", "time for {mass}", "let's go to the {place}", "we're going to the {place} {time}",
+         "let's {verb_i}", "can you {verb_i}?", "{sound} {sound}", "what does the {N} say?", "no no, not in your mouth",
+         "it's okay", "{number} {Ns}", "one, two, {number}", "how many {Ns}? {number}", "where's {person}?", "are you {ving}?", "i'm {ving}",
+         "{person} {ved} it {time}", "it's {adj} today", "that's {adj}", "{adv} {adj}!", "look at all the {Ns}",
+         "do you want to {verb} the {Ns}?", "we {ved} some {Ns} {time}", "peekaboo!", "where's the {N}? i can't find it",
+         "i'll get the {N} {time}", "the {N} {is N} in the {place}", "let me {verb} the {N}", "we need {a N}",
+         "do you remember the {Ns} at the {place}?", "twinkle twinkle little star", "the wheels on the bus go round and round",
+         "old mcdonald had a farm", "you've got {a N}", "let's have some {mass}", "careful!", "gentle, gentle", "yes", "no", "there you go", "there it is",
+         "over there!", "a picture of {a N}", "one of the {Ns}", "all of them", "what's in there?"]
+
+_SLOT = re.compile(r"\{([^{}]+)\}")
+_VOWEL = tuple('aeiou')
+_OUTDOOR = {'ground', 'road', 'sand'}
+
+def _an(w): return ('an ' if w.startswith(_VOWEL) else 'a ') + w
+
+class Caregiver:
+    "A caregiver's language: clauses from the frames above with slots filled from `LEXICON`, words drawn by their CVCL rank."
+    def __init__(self, zipf:float=1.0, # a word's weight within its class: rank ** -zipf (rank in CVCL's frequency order)
+                 vocab:Path|None=None, # CVCL's vocabulary (default `REFERENCE_VOCAB`): word -> index, most frequent first
+                ):
+        v = json.loads(Path(vocab or REFERENCE_VOCAB).read_text())
+        miss = sorted({w for ws in LEXICON.values() for w in ws if w not in v})
+        if miss: raise ValueError(f"LEXICON words not in the vocabulary {vocab or REFERENCE_VOCAB}: {miss}")
+        self.zipf, self.vocab = zipf, v
+        self.cls = {}
+        for c, ws in LEXICON.items():
+            ws = list(dict.fromkeys(ws)); p = np.array([max(1, v[w] - 3) for w in ws], float)**-zipf
+            self.cls[c] = (ws, np.cumsum(p/p.sum()))
+        self.plural = set(LEXICON['things']) | _PLURAL
+        self.mass = set(LEXICON['mass']) | _MASS
+    def word(self, c, rng, avoid=()):
+        "One word of class `c` (not in `avoid`)."
+        ws, cp = self.cls[c]
+        for _ in range(20):
+            w = ws[min(int(np.searchsorted(cp, rng.random())), len(ws) - 1)]
+            if w not in avoid: return w
+        return w
+    def _forms(self, w, adj=''):
+        pl, mass = (w.split()[-1] in self.plural), (w in self.mass)
+        own = w.startswith(('your ', "daddy's ", "mommy's "))
+        aw = (adj + ' ' + w).strip()
+        return {'T': w, 'the T': aw if own else 'the ' + aw, 'a T': aw if own or pl else 'some ' + aw if mass else _an(aw),
+                'this T': 'these' if pl else 'this', "that's T": 'those are' if pl else "that's", 'is T': 'are' if pl else 'is',
+                'it T': 'them' if pl else 'it'}
+    def clause(self, frame:str, rng, topic:str='', ground:dict|None=None, avoid=()) -> str:
+        "Fill `frame`'s slots: topic forms of `topic`, grounded words from `ground`, the rest from `LEXICON`."
+        ground = ground or {}
+        def fill(m):
+            s = m.group(1); parts = s.split()
+            if len(parts) == 3 and parts[2] == 'T':   # {the adj T}, {a colour T}, ...
+                a = ground.get(parts[1]) or self.word(parts[1], rng, avoid)
+                return self._forms(topic, a)[f'{parts[0]} T']
+            if s in ('T', 'the T', 'a T', 'this T', "that's T", 'is T', 'it T'): return self._forms(topic)[s]
+            if s in ground: return ground[s]
+            if s == 'N': return self.word('thing', rng, avoid)
+            if s == 'Ns': return self.word('things', rng, avoid)
+            if s == 'is N': return 'is'
+            if s == 'a N': return _an(self.word('thing', rng, avoid))
+            return self.word(s, rng, avoid)
+        return _SLOT.sub(fill, frame)
+
+def _end(c, rng):
+    if c[-1] in '?!.,': return c
+    return c + pick(rng, ['.', '.', '!', ','])
+
+def caregiver_utterance(lang:Caregiver, # the language
+                        rng, # numpy Generator
+                        topic:str='', # the noun the main clause is about ('' = social talk, routines, other things)
+                        ground:dict|None=None, # true words of the picture: colour, size, place1, action (any subset)
+                        naming:float=0.35, # chance that the main clause is a bare naming frame
+                        avoid=(), # words no slot outside the topic may draw (the shown category's, when it is not the topic)
+                        max_words:int=25, # the paper's cap
+                       ) -> str:
+    "One utterance: a main clause about `topic` (grounded when `ground` is given) and 0-4 other clauses around it."
+    if ground:
+        kind = pick(rng, sorted(ground)); g = {kind: ground[kind]}
+        main = lang.clause(pick(rng, GROUNDED['place' if kind == 'place1' else kind]), rng, topic, g, avoid)
+    elif topic: main = lang.clause(pick(rng, NAMING if rng.random() < naming else ABOUT), rng, topic, None, avoid)
+    else: main = lang.clause(pick(rng, OTHER), rng, '', None, avoid)
+    n_more = int(rng.choice(5, p=[0.3, 0.33, 0.2, 0.11, 0.06]))
+    pre, post = [], []   # other talk may come before the main clause; more about the topic (it/them) only after it
+    for _ in range(n_more):
+        if topic and rng.random() < 0.4: post.append(lang.clause(pick(rng, ABOUT if rng.random() < 0.6 else REFER), rng, topic, None, avoid))
+        else: (pre if rng.random() < 0.3 else post).append(lang.clause(pick(rng, OTHER), rng, '', None, avoid))
+    cl, at = pre + [main] + post, len(pre)
+    cl = [_end(c, rng) for c in cl[:-1]] + [cl[-1]]
+    if sum(len(c.split()) for c in cl[:at + 1]) > max_words: cl.insert(0, cl.pop(at))   # the cap never cuts the main clause
+    return ' '.join(' '.join(cl).lower().split()[:max_words])
+
+_DEFAULT_LANG = None
+def utterance(category:str, # the Labeled-S category the utterance names ('' for talk about something else)
+              rng, # numpy Generator
+             ) -> str:
+    "A caregiver's utterance (lower-case) that names `category` (with the default `Caregiver`), or other talk for ''."
+    global _DEFAULT_LANG
+    if _DEFAULT_LANG is None: _DEFAULT_LANG = Caregiver()
+    if not category: return caregiver_utterance(_DEFAULT_LANG, rng, '', avoid=())
+    return caregiver_utterance(_DEFAULT_LANG, rng, _weighted(rng, HOME_WORDS[category]))
 
 def _weighted(rng, pairs):
     w = np.array([p[1] for p in pairs], float); return pairs[int(rng.choice(len(pairs), p=w/w.sum()))][0]
-
-_PLURAL = {'feet', 'toes', 'hands', 'stairs', 'steps', 'toys', 'puzzle pieces'}
-_AGREE = [("that's a big {w}", "those are big {w}"), ("it's a {w}", "they're {w}"), ("is that a {w}?", "are those {w}?"),
-          ("oh look a {w}", "oh look, {w}"), ("what's this? a {w}", "what are these? {w}"), ("the {w} is", "the {w} are"),
-          ("what a nice {w}", "what nice {w}"), ("is that your {w}?", "are those your {w}?"), ("that's your {w}", "those are your {w}"),
-          ("what's that? that's the {w}", "what's that? those are the {w}"), ("look at that {w}", "look at those {w}"),
-          ("where's the {w}?", "where are the {w}?"), ("here's the {w}", "here are the {w}")]
-
-def utterance(category:str, # what the utterance is about ('' for off-topic)
-              rng, # numpy Generator
-             ) -> str:
-    "A templated child-directed utterance about `category` (lower-case)."
-    if not category: return pick(rng, OFF_TOPIC)
-    t, w = pick(rng, TEMPLATES), _weighted(rng, HOME_WORDS[category])
-    if w.split()[-1] in _PLURAL or w in _PLURAL:
-        for a, b in _AGREE: t = t.replace(a, b)
-    return t.format(w=w)
 
 # %% ../nbs/03_world.ipynb #5b32f439
 _COLOURS = [('red', (200, 40, 40)), ('orange', (230, 130, 30)), ('yellow', (230, 210, 50)), ('green', (60, 160, 60)),
             ('blue', (50, 90, 200)), ('purple', (130, 60, 160)), ('pink', (230, 140, 180)), ('brown', (130, 85, 50)),
             ('black', (30, 30, 30)), ('white', (235, 235, 235)), ('grey', (140, 140, 140))]
 WEB_TEMPLATES = [
-    "a photograph of {a}{c} {n} on a white background", "{a}{c} {n} isolated on a plain background",
-    "a close-up photo of {a}{c} {n}", "a studio shot of {a}{c} {n}", "a 3d rendering of {a}{c} {n}",
-    "a high quality image of {a}{c} {n}, centered", "stock photo of {a}{c} {n} against a light backdrop",
-    "{a}{c} {n} shown from the front in soft lighting", "product photography: {a}{c} {n}",
-    "an illustration of {a}{c} {n} with a clean background", "a detailed picture of {a}{c} {n}",
-    "{a}{c} {n} alone in the middle of the frame",
+    "a photograph of {a}{c}{n} on a white background", "{a}{c}{n} isolated on a plain background",
+    "a close-up photo of {a}{c}{n}", "a studio shot of {a}{c}{n}", "a 3d rendering of {a}{c}{n}",
+    "a high quality image of {a}{c}{n}, centered", "stock photo of {a}{c}{n} against a light backdrop",
+    "{a}{c}{n} shown from the front in soft lighting", "product photography: {a}{c}{n}",
+    "an illustration of {a}{c}{n} with a clean background", "a detailed picture of {a}{c}{n}",
+    "{a}{c}{n} alone in the middle of the frame",
 ]
+WEB_CONTEXT_TEMPLATES = [   # in-context views (a household background behind the object)
+    "a photo of {a}{c}{n} on the floor", "{a}{c}{n} in a messy room", "a snapshot of {a}{c}{n} at home",
+    "{a}{c}{n} on a wooden floor among other things", "an amateur photo of {a}{c}{n} in a living room",
+    "a blurry picture of {a}{c}{n} indoors", "{a}{c}{n} lying on the carpet", "a candid shot of {a}{c}{n} in a house",
+]
+WEB_HAND_TEMPLATES = ["a child's hand reaching for {a}{c}{n}", "a hand next to {a}{c}{n}", "someone holding {a}{c}{n} at home"]
+# Categories of things found at home (the Labeled-S ones and these web categories): photographed in context more often
+IN_HOME = set(LABELED_S_CATEGORIES) | {
+    'apple', 'bag', 'banana', 'berries', 'book', 'bread', 'cake', 'citrus', 'clothing', 'drink', 'flower', 'fruit', 'furniture',
+    'glasses', 'hat', 'instrument', 'jewellery', 'kitchenware', 'meal', 'meat and eggs', 'medicine', 'money', 'nut', 'party',
+    'phone', 'shoe', 'sports gear', 'sweets', 'tool', 'vegetable'}
 
 def dominant_colour(im:Image.Image) -> str:
     "Name of the dominant colour of the opaque pixels of an RGBA image."
@@ -150,48 +341,133 @@ def compose_web(asset_id:str, # the asset shown
                 store:AssetStore, # decoded assets
                 rng, # numpy Generator
                 size:int=64, # output side
+                home_likeness:float=0.0, # the view's style (`babyvlm.compose.web_view`): 0 = a product shot
+                pools:Pools|None=None, # the web split's backgrounds, clutter and hands
                ) -> tuple:
-    "A clean, centred view of an asset (`babyvlm.compose.web_view`) and its adult caption: (RGB image, caption)."
-    im = web_view(asset_id, store, rng, size)
+    "A web view of an asset (`babyvlm.compose.web_view`) and its adult caption: (RGB image, caption)."
+    m = {}; im = web_view(asset_id, store, rng, size, home_likeness, pools, m)
     c, n = dominant_colour(store(asset_id)), _noun(store.by_id[asset_id])
+    if set(n.split()) & {k for k, _ in _COLOURS}: c = ''   # the name says its colour ("white flower"): not twice
     plural = n.endswith('s') and not n.endswith(('ss', 'us', 'is'))
-    art = '' if plural else 'an ' if c[0] in 'aeiou' else 'a '
-    cap = pick(rng, WEB_TEMPLATES).format(a=art, c=c, n=n)
+    art = '' if plural else 'an ' if (c or n)[0] in 'aeiou' else 'a '
+    ts = WEB_HAND_TEMPLATES if m['hand'] and rng.random() < 0.5 else WEB_CONTEXT_TEMPLATES if m['context'] else WEB_TEMPLATES
+    cap = pick(rng, ts).format(a=art, c=c + ' ' if c else '', n=n)
     return im, cap
+
+# %% ../nbs/03_world.ipynb #c13a0002
+def distractor_word(r:dict, # the `asset_index` record of an object in view
+                    vocab:dict, # CVCL's vocabulary
+                   ) -> str:
+    "The word a caregiver would use for a distractor: its name, its last word or its web category, if in `vocab` ('' if none)."
+    name, web = (r['name'] or '').split(), (r['web_category'] or '').split()
+    for w in (' '.join(name), name[-1:], web[-1:]):
+        w = w if isinstance(w, str) else ''.join(w)
+        if w and w in vocab and w not in ('thing', 'things'): return w
+    return ''
+
+def grounded_words(category:str, # the category shown
+                   asset_id:str, # its asset
+                   meta:dict, # what `compose_home` recorded of the view
+                   store:AssetStore, # decoded assets
+                   rng, # numpy Generator (picks the action)
+                  ) -> dict:
+    "True words of a home view: the object's colour, its size (big / little when clearly so), the place, an action it affords."
+    g = {'place1': meta['place']}
+    if category not in SCENE_CATEGORIES and store.by_id[asset_id]['kind'] != 'texture': g['colour'] = dominant_colour(store(asset_id))
+    s = meta.get('scale')
+    if s is not None and (s >= 0.9 or s <= 0.65): g['size'] = 'big' if s >= 0.9 else 'little'
+    if category in ACTION_WORDS: g['action'] = pick(rng, ACTION_WORDS[category])
+    return g
+
+def home_utterance(category:str, # the Labeled-S category shown
+                   asset_id:str, # its asset
+                   meta:dict, # what `compose_home` recorded of the view
+                   store:AssetStore, # decoded assets
+                   lang:Caregiver, # the language
+                   rng, # numpy Generator
+                   cfg:WorldConfig, # `naming_share`, `distractor_share`, `grounding_share`
+                  ) -> tuple:
+    """(utterance, aligned): with chance `naming_share` an utterance that names the category (grounded with chance
+    `grounding_share`), else one about a distractor in view (`distractor_share`), a thing off screen or nothing in particular."""
+    own = {x for w, _ in HOME_WORDS[category] for x in w.split()}
+    u = rng.random()
+    if u < cfg.naming_share:
+        g = grounded_words(category, asset_id, meta, store, rng) if rng.random() < cfg.grounding_share else None
+        return caregiver_utterance(lang, rng, _weighted(rng, HOME_WORDS[category]), g), True
+    dis = [w for w in (distractor_word(store.by_id[d], lang.vocab) for d in meta.get('distractors', [])) if w and w not in own]
+    if u < cfg.naming_share + cfg.distractor_share and dis: topic = pick(rng, dis)
+    elif rng.random() < 0.5: topic = lang.word('thing', rng, own)   # something off screen
+    else: topic = ''   # social talk, routines, songs
+    return caregiver_utterance(lang, rng, topic, None, avoid=own), False
+
+def language_stats(texts:list, # utterances
+                   vocab:dict|None=None, # CVCL's vocabulary (default `REFERENCE_VOCAB`)
+                  ) -> dict:
+    "Word counts of `texts`: vocabulary, lengths (histogram), one-word share, top first words, share of words in CVCL's vocabulary."
+    vocab = vocab or json.loads(Path(REFERENCE_VOCAB).read_text())
+    toks = [re.findall(r"[a-z]+(?:'[a-z]+)?", t.lower()) for t in texts]
+    L = np.array([len(t) for t in toks]); words = collections.Counter(w for t in toks for w in t)
+    inv = lambda w: w in vocab or w.split("'")[0] in vocab or (w.endswith("n't") and w[:-3] in vocab)   # CVCL: is n't
+    return dict(n=len(texts), distinct_words=len(words), distinct_utterances=len(set(texts)),
+                mean_words=float(L.mean()) if len(L) else 0.0, max_words=int(L.max()) if len(L) else 0,
+                one_word_share=float((L == 1).mean()) if len(L) else 0.0, length_hist=np.bincount(L, minlength=26).tolist(),
+                top_first_words=collections.Counter(t[0] for t in toks if t).most_common(10),
+                in_cvcl_vocab=sum(1 for w in words if inv(w))/max(1, len(words)), cvcl_vocab_size=len(vocab) - 4)
 
 # %% ../nbs/03_world.ipynb #b4370492
 def _cols(rows, features): return {k: list(v) for k, v in zip(features, zip(*rows))} if rows else {k: [] for k in features}
 
+_LANGS = {}
+def _lang(cfg):
+    if cfg.zipf_exponent not in _LANGS: _LANGS[cfg.zipf_exponent] = Caregiver(cfg.zipf_exponent)
+    return _LANGS[cfg.zipf_exponent]
+
 def _home_row(i, pools, store, cfg, salt):
     rng = np.random.default_rng([cfg.seed, salt, i])
-    cats = LABELED_S_CATEGORIES; c = cats[i % len(cats)]
-    im, aid = compose_home(c, pools, store, rng, cfg.image_size, cfg.hand_share)
-    aligned = bool(rng.random() >= cfg.misaligned_share)
-    if aligned: text = utterance(c, rng)
-    else: text = utterance('' if rng.random() < 0.5 else pick(rng, [x for x in cats if x != c]), rng)
+    cats = LABELED_S_CATEGORIES; c = cats[i % len(cats)]; meta = {}
+    im, aid = compose_home(c, pools, store, rng, cfg.image_size, cfg.hand_share, meta)
+    text, aligned = home_utterance(c, aid, meta, store, _lang(cfg), rng, cfg)
     return encode_png(im), text, c, aid, pools.groups[aid], aligned
 
 def _home_split(n, pools, store, cfg, salt, workers=1):
+    _lang(cfg)   # made before forking
     rows = parallel_map(lambda i: _home_row(i, pools, store, cfg, salt), n, workers)
     return datasets.Dataset.from_dict(_cols(rows, PAIR_FEATURES), features=PAIR_FEATURES)
 
-def _web_row(i, ids, store, cfg, salt):
-    rng = np.random.default_rng([cfg.seed, salt, i])
-    cat = pick(rng, sorted(ids)); aid = pick(rng, ids[cat])
-    im, cap = compose_web(aid, store, rng, cfg.image_size)
-    return encode_png(im), cap, cat, aid, store.by_id[aid]['group'], True
+def web_home_likeness(category:str, # the web category
+                      rng, # numpy Generator
+                      cfg:WorldConfig, # `web_home_in`, `web_home_out`
+                      concentration:float=2.5, # of the Beta distribution (lower: more product shots and more snapshots)
+                     ) -> float:
+    "A web image's home-likeness: Beta-distributed with mean `web_home_in` for `IN_HOME` categories, else `web_home_out`."
+    m = cfg.web_home_in if category in IN_HOME else cfg.web_home_out
+    return float(rng.beta(concentration*m, concentration*(1 - m)))
 
-def _web_split(n, ids, store, cfg, salt, workers=1):
-    rows = parallel_map(lambda i: _web_row(i, ids, store, cfg, salt), n, workers)
-    return datasets.Dataset.from_dict(_cols(rows, PAIR_FEATURES), features=PAIR_FEATURES)
+def _web_row(i, ids, store, cfg, salt, pools):
+    rng = np.random.default_rng([cfg.seed, salt, i])
+    cat = pick(rng, sorted(ids)); aid = pick(rng, ids[cat]); h = web_home_likeness(cat, rng, cfg)
+    im, cap = compose_web(aid, store, rng, cfg.image_size, h, pools)
+    return encode_png(im), cap, cat, aid, store.by_id[aid]['group'], True, h
+
+def _web_split(n, ids, store, cfg, salt, pools, workers=1):
+    rows = parallel_map(lambda i: _web_row(i, ids, store, cfg, salt, pools), n, workers)
+    return datasets.Dataset.from_dict(_cols(rows, WEB_FEATURES), features=WEB_FEATURES)
 
 def _web_ids(index, split_of, split, cfg):
-    ids = collections.defaultdict(list)
+    "Web category -> asset ids of `split`; for 'train' the web split's (`reserve_web`), or the home training ones where none."
+    ids, home = collections.defaultdict(list), collections.defaultdict(list)
+    want = 'web' if split == 'train' else split
     for r in index:
-        if split_of.get(r['group']) != split or r['kind'] == 'texture': continue
+        s = split_of.get(r['group'])
+        if s not in (want, 'train') or r['kind'] == 'texture': continue
         c = r['web_category'] or (r['category'] if r['category'] and r['category'] not in SCENE_CATEGORIES else '')
-        if c: ids[c].append(r['asset_id'])
-    keep = sorted(ids)[:cfg.web_categories] if split == 'train' else None
+        if c: (ids if s == want else home)[c].append(r['asset_id'])
+    if split == 'train':
+        for c, v in home.items():
+            if c not in ids: ids[c] = v   # one training group only: shared with home (the packs allow no more)
+    keep = None
+    if split == 'train' and 0 < cfg.web_categories < len(ids):   # a seeded sample (not the first ones in alphabetical order)
+        cs = sorted(ids); keep = {cs[k] for k in np.random.default_rng([cfg.seed, 77]).permutation(len(cs))[:cfg.web_categories]}
     return {c: v for c, v in ids.items() if keep is None or c in keep}
 
 # %% ../nbs/03_world.ipynb #bc20efc6
@@ -263,7 +539,7 @@ def build_world(cfg:WorldConfig|None=None, # the world's configuration
     index, split_of, pools, store = wa.index, wa.split_of, wa.pools, wa.store
     wtr, wva = _web_ids(index, split_of, 'train', cfg), _web_ids(index, split_of, 'val', cfg)
     wva = {c: v for c, v in wva.items() if c in wtr}
-    need = [i for s in ('train', 'val') for p in (pools[s],) for ids in (*p.objects.values(), *p.textures.values(), p.hands, p.distractors)
+    need = [i for s in ('train', 'web', 'val') for p in (pools[s],) for ids in (*p.objects.values(), *p.textures.values(), p.hands, p.distractors)
             for i in ids]
     need += [i for d in (wtr, wva) for ids in d.values() for i in ids]
     n_rows = cfg.n_home_train + cfg.n_home_val + cfg.n_web + cfg.n_web_val
@@ -280,8 +556,8 @@ def build_world(cfg:WorldConfig|None=None, # the world's configuration
                                 validation=_home_split(cfg.n_home_val, pools['val'], store, cfg, 2, workers))
     timings['home_s'] = time.time() - t; say(f"home: {cfg.n_home_train}+{cfg.n_home_val} pairs")
     t = time.time()
-    web = datasets.DatasetDict(train=_web_split(cfg.n_web, wtr, store, cfg, 3, workers),
-                               validation=_web_split(cfg.n_web_val, wva, store, cfg, 4, workers))
+    web = datasets.DatasetDict(train=_web_split(cfg.n_web, wtr, store, cfg, 3, pools['web'], workers),
+                               validation=_web_split(cfg.n_web_val, wva, store, cfg, 4, pools['val'], workers))
     timings['web_s'] = time.time() - t; say(f"web: {cfg.n_web}+{cfg.n_web_val} pairs, {len(wtr)} categories")
     home.save_to_disk(str(tmp/'home')); web.save_to_disk(str(tmp/'web'))
     groups_of = lambda s: sorted(g for g, v in split_of.items() if v == s)
@@ -290,8 +566,9 @@ def build_world(cfg:WorldConfig|None=None, # the world's configuration
                            web_train=len(web['train']), web_validation=len(web['validation']),
                            web_categories=len(wtr), assets=len(index),
                            skipped_assets=sum(asset_index.skipped.values()) if hasattr(asset_index, 'skipped') else 0),
-               groups=dict(train=groups_of('train'), val=groups_of('val'), test=groups_of('test')),
-               asset_ids={s: sorted(r['asset_id'] for r in index if split_of.get(r['group']) == s) for s in ('train', 'val', 'test')},
+               groups=dict(train=groups_of('train'), web=groups_of('web'), val=groups_of('val'), test=groups_of('test')),
+               asset_ids={s: sorted(r['asset_id'] for r in index if split_of.get(r['group']) == s) for s in ('train', 'web', 'val', 'test')},
+               web_shared_with_home=sorted({a for v in wtr.values() for a in v if split_of[store.by_id[a]['group']] == 'train'}),
                assets=pack_attribution(wa.packs), timings_s={k: round(v, 2) for k, v in timings.items()},
                web_categories=sorted(wtr))
     (tmp/'manifest.json').write_text(json.dumps(man, indent=1))

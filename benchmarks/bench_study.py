@@ -2,13 +2,14 @@
 """Time the stages of the embedded study on this machine and print a table.
 
   world building     images composed per second (home + web images, fresh cache, assets reused)
+  default world      wall time of the default profile's world + benchmarks from scratch (issue 13: at most 2 minutes on 2 cores)
   benchmark building images rendered per second (Labeled-S, VTWT, Baby Winoground edits, captioning, real photos)
   training           optimizer steps/s and samples/s of the profile's contrastive family through the registry (evaluation excluded)
   evaluation         Labeled-S trials/s and image-text pairs/s with the contrastive scorer
   input pipeline     images/s of decoding (PNG -> uint8 tensor) and of the paper's augmentation + normalisation alone,
                      against the training step's samples/s: the ratio says whether the input keeps up
 
-usage: .venv/bin/python benchmarks/bench_study.py [--profile quick] [--steps 60] [--home 2000]
+usage: .venv/bin/python benchmarks/bench_study.py [--profile quick] [--steps 60] [--home 2000] [--no-default-world]
 Timings on shared machines vary several-fold between runs; compare rows of one run, not runs.
 """
 import argparse, os, tempfile, time
@@ -21,6 +22,7 @@ def main():
     ap.add_argument('--profile', default='quick', help='profile whose world and contrastive (model/train/images) sections are timed')
     ap.add_argument('--steps', type=int, default=60, help='training steps to time')
     ap.add_argument('--home', type=int, default=2000, help='home training pairs in the timed world build')
+    ap.add_argument('--no-default-world', action='store_true', help="skip timing the default profile's world (about 40 s)")
     a = ap.parse_args()
     from babyvlm.core import set_offline, seed_everything, cache_dir
     from babyvlm.study import load_params, run_training_data
@@ -45,6 +47,15 @@ def main():
         c = bench.manifest['counts']
         n_img = 4 * (c['labeled_s_trials'] + c['real_photo_trials']) + c['vtwt_items'] + c['baby_winoground_instances'] + c['caption_images']
         rows.append(('benchmark building', f'{n_img} images, {wc.image_size} px', f'{n_img / dt:.0f} images/s', f'{dt:.1f} s'))
+        if not a.no_default_world:
+            dw = load_params('default', 'home').world; dcache = tmp_cache/'default'; dcache.mkdir()
+            (dcache/'assets').symlink_to(cache_dir()/'assets')
+            t0 = time.perf_counter(); dworld = build_world(dw, cache=dcache, progress=False); t1 = time.perf_counter()
+            build_benchmarks(dworld, progress=False); t2 = time.perf_counter()
+            c = dworld.manifest['counts']
+            rows.append(('default world', f"{c['home_train']}+{c['home_validation']} home, {c['web_train']}+{c['web_validation']} web, "
+                         f"{dw.image_size} px, {os.environ.get('BABYVLM_THREADS', 2)} workers",
+                         f'world {t1 - t0:.1f} s + benchmarks {t2 - t1:.1f} s', f'{t2 - t0:.1f} s (limit 120 s)'))
 
         train_ds, val_ds = run_training_data(world, p.data, 0)
         fam, cp = get_family('contrastive'), p.contrastive

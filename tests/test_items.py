@@ -51,14 +51,20 @@ def test_vtwt_split_and_word_classes(bench):
     assert all(len(x.positive.split()) == 2 and len(x.negative.split()) == 2 for x in vt)
 
 def test_items_use_no_training_asset(world, bench):
-    idx = asset_index(); split = split_groups(idx, TINY.seed, TINY.test_share, TINY.val_share)
-    # assets a training or validation image can show: those of those splits with a category or web category
-    # (the action pictures have neither: no training image ever shows them, so the items may use them all)
-    train = {r['asset_id'] for r in idx if split.get(r['group']) in ('train', 'val') and (r['category'] or r['web_category'])}
+    from babyvlm.world import world_assets
+    idx = asset_index(); split = world_assets(TINY).split_of
+    # assets a training or validation image (home or web) can show: those of those splits with a category or web
+    # category (the action pictures have neither: no training image ever shows them, so the items may use them all)
+    train = {r['asset_id'] for r in idx if split.get(r['group']) in ('train', 'web', 'val') and (r['category'] or r['web_category'])}
+    assert not train & set(world.manifest['asset_ids']['test'])
+    for d in (world.home, world.web):
+        for s in d: assert not set(d[s]['asset_id']) & set(world.manifest['asset_ids']['test'])
     used = {a for s in bench.dataset('vtwt')['assets'] for a in s.split()}
     used |= set(bench.dataset('saycam_caption')['asset_id']) | set(bench.dataset('labeled_s')['asset_id'])
     assert used and not used & train
     assert not set(bench.dataset('saycam_caption')['asset_id']) & set(world.home['train']['asset_id'])
+    assert not used & (set(world.web['train']['asset_id']) | set(world.web['validation']['asset_id']))
+    assert not used & set(world.manifest['asset_ids']['web'])
 
 def test_winoground_is_vtwt_plus_exact_edit(bench):
     vt, wg = bench['vtwt'], bench['baby_winoground']
@@ -119,3 +125,22 @@ def test_corrupt_images_are_named(bench):
 def test_items_imports_nothing_private():
     bad = [(m, n) for m, names in _imported('items') for n in names if n.startswith('_')]
     assert not bad, f"babyvlm/items.py imports private names {bad}"
+
+def test_no_language_prior_on_the_default_world():
+    "Issue 13: the text-only bigram control of every condition's language sits at chance on the default world's VTWT."
+    from babyvlm.study import load_params
+    from babyvlm.evaluate import TextPriorScorer, evaluate_vtwt, EvalConfig
+    from babyvlm.transfer import RulesBackend
+    w = build_world(load_params('default', 'home').world, progress=False); b = build_benchmarks(w, progress=False)
+    vt = b['vtwt']; n = len(vt)
+    home, web = list(w.home['train']['text']), list(w.web['train']['text'])
+    rewritten = [x for x in RulesBackend().rewrite_many(web)[0] if x]
+    named = [t for t, a in zip(home, w.home['train']['aligned']) if a]   # what a filter that keeps the aligned pairs leaves
+    for name, texts in [('home', home), ('home_filtered', named), ('home_random', named + web),
+                        ('home_transferred', named + rewritten), ('transferred', rewritten)]:
+        m, _ = evaluate_vtwt(TextPriorScorer(texts), vt, EvalConfig(n_boot=500))
+        # mirrored items: every pair without a tie has exactly one item right, whatever the language
+        assert m['n_correct'] == (n - m['n_ties'])//2, (name, m['n_correct'], m['n_ties'])
+        if m['n_ties'] <= 0.01*n: assert m['ci_low'] <= 0.5 <= m['ci_high'], (name, m['accuracy'])
+    m, _ = evaluate_vtwt(TextPriorScorer(home), vt, EvalConfig(n_boot=500))
+    assert m['n_ties'] == 0 and m['accuracy'] == 0.5

@@ -268,3 +268,11 @@ def test_build_transferred_with_the_reference(tmp_path):
     assert other.key != scorer.key
     rep2 = build_transferred(world, cfg, other, embedder, cache=tmp_path, progress=False)[1]
     assert not rep2['steps']['filter']['cached'] and rep2['steps']['rewrite']['cached'] and rep2['steps']['filter']['scorer'] == other.key
+
+
+def test_random_relevant_condition():
+    "Issue 13: the condition that isolates matching draws from the transfer pipeline's rewritten relevant candidates."
+    from babyvlm.study import load_params, TRANSFER_SOURCES
+    p = load_params('default', 'home_random_relevant', 0)
+    assert p.data.sources == ['home_filtered', 'random_relevant'] and 'random_relevant' in TRANSFER_SOURCES
+    assert 'home_random_relevant' in load_params('default', 'home', 0).conditions
