@@ -13,8 +13,17 @@ STUDY = TINY + ['families=[contrastive]', 'cluster.poll_seconds=1', 'cluster.con
 RUNS = [('contrastive', 'home', 'home'), ('reference', 'reference', 'reference')]   # (family, condition, run folder)
 
 
+def _say(request, msg:str):
+    "A line on the terminal, past pytest's capture (so CI's log says which executor the cluster tests ran on)."
+    pm = request.config.pluginmanager
+    tr, cap = pm.get_plugin('terminalreporter'), pm.get_plugin('capturemanager')
+    with cap.global_and_fixture_disabled() if cap is not None else contextlib.nullcontext():
+        if tr is not None: tr.write_line(f"\n[test_cluster] {msg}")
+        else: print(f"[test_cluster] {msg}", file=sys.__stderr__)
+
+
 @pytest.fixture(scope='module')
-def executor():
+def executor(request):
     "'slurm' with a real single-node Slurm running (SLURM_CONF set for this process and its children), else 'submitit_local'."
     with contextlib.ExitStack() as stack:
         cl = (LocalSlurm(False, 'BABYVLM_TEST_NO_SLURM is set') if os.environ.get('BABYVLM_TEST_NO_SLURM')
@@ -22,14 +31,14 @@ def executor():
         if cl.ok:
             saved = {k: os.environ.get(k) for k in cl.env}
             os.environ.update(cl.env)
-            print(f"\n[test_cluster] real Slurm running ({cl.env['SLURM_CONF']})", file=sys.__stderr__)
+            _say(request, f"a real single-node Slurm is running ({cl.env['SLURM_CONF']}): the cluster tests use --executor slurm")
             yield 'slurm'
             for k, v in saved.items():
                 if v is None: os.environ.pop(k, None)
                 else: os.environ[k] = v
         else:
             msg = f"no real Slurm could be started ({cl.reason.splitlines()[0]}): the cluster tests run on submitit's local executor"
-            print(f"\n[test_cluster] {msg}", file=sys.__stderr__)
+            _say(request, msg)
             warnings.warn(msg)
             yield 'submitit_local'
 
