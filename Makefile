@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 PROFILE ?= default
 STAMP := $(VENV)/.installed
 
-.PHONY: study test assets venv clean-outputs lab
+.PHONY: study test assets venv clean-outputs lab slurm-packages
 
 venv: $(STAMP)
 
@@ -34,6 +34,16 @@ test: assets
 	echo "nbdev_export: babyvlm/ matches the notebooks"
 	$(BIN)/nbdev_test --n_workers 1
 	$(BIN)/pytest -q tests
+
+# Debian's Slurm and munge, for the cluster executor's test against a real single-node Slurm (tests/test_cluster.py);
+# CI runs this before `make test`. Without them (or without root) that test says so and uses submitit's local executor.
+SLURM_DEBS := slurmctld slurmd slurm-client munge
+slurm-packages:
+	@if command -v slurmctld >/dev/null && command -v slurmd >/dev/null && command -v sbatch >/dev/null && command -v munged >/dev/null; then \
+	  echo "slurm-packages: already installed"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(SLURM_DEBS) >/dev/null && echo "slurm-packages: installed $(SLURM_DEBS)"; \
+	else echo "slurm-packages: needs root and apt-get; tests/test_cluster.py will fall back to submitit's local executor"; fi
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab nbs

@@ -29,6 +29,19 @@ def build_parser() -> argparse.ArgumentParser:
                     help='override one parameter for every run, e.g. --set train.max_steps=50 (repeatable)')
     st.add_argument('--out', type=Path, metavar='DIR', help='results root (default: <project>/outputs)')
     st.add_argument('--no-report', action='store_true', help='skip the report notebook')
+    st.add_argument('--executor', choices=['local', 'slurm', 'submitit_local'], help="where the runs execute: local (this machine, "
+                    "`jobs` at once), slurm (one job per run through submitit, resources from the profile's `cluster:` section), "
+                    "submitit_local (the same path as processes on this machine); default: the profile's `executor`, else local")
+    st.add_argument('--dry-run', action='store_true', help='with a cluster executor: print the job script of each run, submit nothing')
+    rp = sub.add_parser('report', help="render a study's report from its outputs folder (at any time; unfinished runs are listed)",
+                        description="Execute the report notebook on outputs/<profile>/ as it stands and write report.html: "
+                        "after a disconnect, or while cluster jobs still run (runs without a final status are listed as such).")
+    rp.add_argument('--profile', default='default', help='profile name or YAML path (default: %(default)s)')
+    rp.add_argument('--out', type=Path, metavar='DIR', help='results root (default: <project>/outputs)')
+    r = sub.add_parser('run', help='execute one run folder laid out by a study (what each cluster job runs)',
+                       description="Execute the run in DIR with its params.yaml (train, evaluate, status.json), exactly as the "
+                       "study's local executor does; exits 1 if the run failed.")
+    r.add_argument('dir', type=Path, metavar='DIR', help='a run folder holding the params.yaml the study wrote')
     a = sub.add_parser('assets', help='fetch, verify and list the registry asset packs',
                        description='Fetch the pinned registry packages (Debian, npm, PyPI), verify their sha256 and '
                        'unpack them into the cache ($BABYVLM_CACHE, default .cache/babyvlm). Re-running is a no-op.')
@@ -46,13 +59,15 @@ def build_parser() -> argparse.ArgumentParser:
                        "`accelerate launch --num_processes N -m babyvlm.cli train ...` to split every global batch across N "
                        "processes (GPUs); then score it with `babyvlm evaluate --run DIR`.")
     t.add_argument('--profile', default='default', help='profile name or YAML path (default: %(default)s)')
-    t.add_argument('--condition', required=True, metavar='NAME', help='condition name in params/conditions/ (e.g. saycam)')
+    t.add_argument('--condition', metavar='NAME', help='condition name in params/conditions/ (e.g. saycam); required without --run')
     t.add_argument('--family', metavar='NAME', help="model family (default: the condition's own family, else the profile's "
                    "first in `families`)")
     t.add_argument('--seed', type=int, default=0, help='the run seed (default: %(default)s)')
     t.add_argument('--set', dest='overrides', action='append', default=[], metavar='KEY=VALUE',
                    help='override a parameter, e.g. --set contrastive.train.num_workers=8 (repeatable)')
-    t.add_argument('--out', type=Path, required=True, metavar='DIR', help='the run folder (resumes from its checkpoints)')
+    t.add_argument('--out', type=Path, metavar='DIR', help='the run folder (resumes from its checkpoints); required without --run')
+    t.add_argument('--run', type=Path, metavar='DIR', help="train the run laid out in DIR by a study, with its params.yaml (instead of "
+                   "--profile/--condition/--family/--seed/--set/--out)")
     b = sub.add_parser('benchmarks', help="check the paper's benchmark item files before a long run",
                        description="Read the four babylmms-eval CSVs (labeled_s, vtwt, baby_winoground, SAYCam_caption) "
                        "and report per benchmark the item count (vs the paper's) and how many referenced images are missing.")
@@ -153,16 +168,23 @@ def _train(args) -> int:
     from babyvlm.families import get_family, family_params
     from babyvlm.world import build_world
     set_offline()
-    p = load_params(args.profile, args.condition, args.seed, args.overrides)
-    fams = condition_families(p, args.condition)
-    family = args.family or fams[0]
-    if family not in fams:
-        return _fail(f"train: condition {args.condition!r} trains {', '.join(fams)}, not {family!r}")
-    if family != p.family: p = load_params(args.profile, args.condition, args.seed, [*args.overrides, f'family={family}'])
-    fam = get_family(family)
+    if args.run:   # a run folder laid out by the study: its merged parameters, trained in place
+        if args.condition or args.out or args.family or args.overrides:
+            return _fail("train: --run DIR takes the run's parameters from DIR/params.yaml: drop --condition, --family, --set and --out")
+        from babyvlm.study import load_params_file
+        if not (Path(args.run)/'params.yaml').exists(): return _fail(f"train: {args.run} has no params.yaml (not a run folder of a study)")
+        p, out = load_params_file(Path(args.run)/'params.yaml'), Path(args.run)
+    else:
+        if not (args.condition and args.out): return _fail("train: give --condition and --out (or --run DIR)")
+        p, out = load_params(args.profile, args.condition, args.seed, args.overrides), Path(args.out)
+        fams = condition_families(p, args.condition)
+        family = args.family or fams[0]
+        if family not in fams:
+            return _fail(f"train: condition {args.condition!r} trains {', '.join(fams)}, not {family!r}")
+        if family != p.family: p = load_params(args.profile, args.condition, args.seed, [*args.overrides, f'family={family}'])
+    fam = get_family(p.family)
     from babyvlm.train import process_state
     state = process_state()   # under a launcher: this process's place in the group (gloo on CPU)
-    out = Path(args.out)
     with state.main_process_first():   # the main process builds (or finds) the world and the data; the others read the cache
         world = build_world(p.world, progress=state.is_main_process)
         train_ds, val_ds = run_training_data(world, p.data, p.seed, p.transfer)
@@ -190,13 +212,33 @@ def main(argv:list[str]|None=None) -> int:
     try:
         if args.command == 'study':
             from babyvlm.study import run_study
-            res = run_study(args.profile, args.conditions, args.seeds, args.overrides, args.out, report=not args.no_report)
+            res = run_study(args.profile, args.conditions, args.seeds, args.overrides, args.out, report=not args.no_report,
+                            executor=args.executor, dry_run=args.dry_run)
             bad = [r for r in res['runs'] if r['status'] != 'ok']
             if bad:
                 print(f"[study] {len(bad)} of {len(res['runs'])} runs FAILED: " +
                       ', '.join(f"{r['condition']}/{r['seed']}" for r in bad), file=sys.stderr)
                 return 1
             return 0
+        if args.command == 'report':
+            from babyvlm.study import load_params, write_report, collect_runs
+            from babyvlm.core import project_root, set_offline
+            set_offline()
+            sd = Path(args.out or project_root()/'outputs')/load_params(args.profile).profile
+            if not sd.is_dir(): return _fail(f"report: no study folder {sd} (run `babyvlm study --profile {args.profile}` first)")
+            runs = collect_runs(sd)
+            n = {k: sum(r['status'].get('status') == k for r in runs) for k in ('ok', 'failed')}
+            write_report(sd)
+            print(f"[report] {len(runs)} runs: {n['ok']} ok, {n['failed']} failed, {len(runs) - n['ok'] - n['failed']} not finished")
+            return 0
+        if args.command == 'run':
+            from babyvlm.study import execute_run
+            from babyvlm.core import set_offline
+            set_offline()
+            if not (Path(args.dir)/'params.yaml').exists(): return _fail(f"run: {args.dir} has no params.yaml (lay it out with a study)")
+            st = execute_run(args.dir)
+            print(f"[run] {args.dir}: {st['status']} in {st['seconds']:.0f} s" + (f"\n{st['error']}" if st['status'] != 'ok' else ''))
+            return 0 if st['status'] == 'ok' else 1
         if args.command == 'assets':
             from babyvlm.assets import fetch_assets
             m = fetch_assets(progress=args.action == 'fetch')

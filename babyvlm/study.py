@@ -4,7 +4,7 @@
 
 # %% ../nbs/40_study.ipynb #20515b30
 from __future__ import annotations
-import contextlib, dataclasses, json, os, shutil, time
+import contextlib, dataclasses, json, os, shlex, shutil, subprocess, sys, time
 from dataclasses import dataclass, field, make_dataclass
 from pathlib import Path
 import yaml
@@ -17,10 +17,13 @@ from .transfer import TransferConfig
 from .families import FAMILIES, get_family
 
 # %% auto #0
-__all__ = ['TRANSFER_SOURCES', 'DATA_SOURCES', 'StudyParams', 'RUNS_DIR', 'RESULT_FILES', 'COMMON_TRAINING_FILES', 'DataConfig',
-           'study_params_class', 'load_params', 'condition_families', 'run_name', 'params_dict', 'save_params',
-           'load_params_file', 'run_params', 'transferred_data', 'run_training_data', 'kernel_name', 'execute',
-           'kernel_env', 'html_report', 'run_dir', 'training_files', 'run_one', 'run_study', 'collect_runs']
+__all__ = ['EXECUTORS', 'TRANSFER_SOURCES', 'DATA_SOURCES', 'StudyParams', 'RUNS_DIR', 'RESULT_FILES', 'COMMON_TRAINING_FILES',
+           'ACTIVE_STATES', 'DataConfig', 'JobResources', 'study_params_class', 'load_params', 'condition_families',
+           'run_name', 'params_dict', 'save_params', 'load_params_file', 'run_params', 'transferred_data',
+           'run_training_data', 'kernel_name', 'execute', 'kernel_env', 'html_report', 'run_dir', 'training_files',
+           'same_params', 'prepare_run', 'job_id', 'launch_command', 'execute_run', 'run_one', 'run_study',
+           'write_report', 'run_command', 'RunFolderJob', 'job_parameters', 'job_script', 'parse_job_states',
+           'slurm_states', 'submit_runs', 'collect_runs']
 
 # %% ../nbs/40_study.ipynb #1c8bb053
 @dataclass
@@ -31,6 +34,27 @@ class DataConfig:
     max_pairs: int|None = None  # cap on the number of training pairs (None = all)
     real_params: str = 'saycam'  # params/data/<name>.yaml: where the real sources 'saycam' / 'lcs' live (`babyvlm.realdata`)
 
+@dataclass
+class JobResources:
+    "What one run of a family asks a cluster for (`cluster.<family>`), and how it trains."
+    partition: str = ''   # Slurm partition ('' = the cluster's default)
+    account: str = ''     # account charged ('' = the user's default)
+    time_min: int = 120   # wall-clock limit of one run, in minutes
+    cpus: int = 2         # CPU cores of the job; also the run's torch threads ($BABYVLM_THREADS)
+    gpus: int = 0         # GPUs of the job (on one node)
+    mem_gb: float = 0     # memory of the job in GB (0 = the cluster's default)
+    sbatch: dict = field(default_factory=dict)   # further #SBATCH directives, name -> value (e.g. {qos: high, constraint: a100})
+    setup: list[str] = field(default_factory=list)   # shell lines run before the run (e.g. 'module load cuda/12.4')
+    processes: int = 0    # 0: the run trains in its notebook; N >= 1: first `accelerate launch --num_processes N ... babyvlm train --run DIR`
+    launch_args: list[str] = field(default_factory=list)   # further `accelerate launch` options (e.g. [--multi_gpu, --mixed_precision, bf16])
+
+EXECUTORS = ('local', 'slurm', 'submitit_local')   # this machine (papermill kernels in threads); a Slurm job per run; the same on submitit's LocalExecutor
+
+_CLUSTER_FIELDS = [
+    ('folder', str, field(default='')),   # submitit's folder (job scripts, logs, pickles); '' = <study folder>/jobs; on the shared filesystem
+    ('poll_seconds', float, field(default=10.0)),   # how often the study asks the scheduler about its jobs
+    ('max_running', int, field(default=0)),   # array elements of a family running at once (0 = as many as the cluster allows)
+]
 TRANSFER_SOURCES = ('home_filtered', 'transferred', 'random', 'random_relevant')  # made by `babyvlm.matching.build_transferred`
 DATA_SOURCES = ('home', 'web', *TRANSFER_SOURCES, 'saycam', 'lcs')  # world domains, the transfer pipeline's sets, real data
 
@@ -39,7 +63,8 @@ _BASE_FIELDS = [
     ('description', str, field(default='')),  # what the profile or condition is for
     ('conditions', list[str], field(default_factory=lambda: ['home'])),  # the conditions the study runs
     ('seeds', list[int], field(default_factory=lambda: [0])),  # the seeds each condition runs with
-    ('jobs', int, field(default=1)),  # runs executed at once; the CPU threads ($BABYVLM_THREADS, default 2) are shared among them
+    ('jobs', int, field(default=1)),  # local executor: runs executed at once; the CPU threads ($BABYVLM_THREADS, default 2) are shared among them
+    ('executor', str, field(default='local')),  # where the runs execute: one of EXECUTORS (`babyvlm study --executor`)
     ('condition', str, field(default='')),  # the condition of this run ('' for the study as a whole)
     ('seed', int, field(default=0)),  # the seed of this run (every training section's seed is set to it)
     ('family', str, field(default='contrastive')),  # this run's family (a name in `babyvlm.families.FAMILIES`)
@@ -56,7 +81,10 @@ def study_params_class():
     key = tuple((n, f.params) for n, f in FAMILIES.items())
     if key not in _CLASSES:
         fams = [(n, f.params, field(default_factory=f.params)) for n, f in FAMILIES.items()]
-        _CLASSES[key] = make_dataclass('StudyParams', _BASE_FIELDS + fams)
+        cluster = make_dataclass('ClusterConfig', _CLUSTER_FIELDS + [(n, JobResources, field(default_factory=JobResources)) for n in FAMILIES])
+        cluster.__module__ = __name__
+        cluster.__doc__ = "The cluster executors' settings: the study's own, then one `JobResources` per model family."
+        _CLASSES[key] = make_dataclass('StudyParams', _BASE_FIELDS + [('cluster', cluster, field(default_factory=cluster))] + fams)
         _CLASSES[key].__module__ = __name__
         _CLASSES[key].__doc__ = "All parameters of a study run: profile + condition + overrides (one section per model family)."
     return _CLASSES[key]
@@ -94,6 +122,14 @@ def load_params(profile:str|Path='default', # profile name in params/profiles, o
     bad = [s for s in p.data.sources if s not in DATA_SOURCES]
     if bad: raise ParamsError(f"{where}: data.sources has unknown source '{bad[0]}'; allowed: {', '.join(DATA_SOURCES)}")
     for f in [p.family, *p.families]: get_family(f)
+    if p.executor not in EXECUTORS: raise ParamsError(f"{where}: executor must be one of {', '.join(EXECUTORS)}, got {p.executor!r}")
+    for n in FAMILIES:
+        r = getattr(p.cluster, n)
+        for k, v in r.sbatch.items():
+            if not isinstance(v, (str, int, float)) or isinstance(v, bool):
+                raise ParamsError(f"{where}: cluster.{n}.sbatch.{k} must be a string or a number (an #SBATCH --{k} value), got {v!r}")
+        if min(r.time_min, r.cpus) < 1 or min(r.gpus, r.processes, r.mem_gb) < 0:
+            raise ParamsError(f"{where}: cluster.{n} needs time_min >= 1, cpus >= 1 and gpus, processes, mem_gb >= 0")
     fam = get_family(p.family)
     if fam.check: fam.check(getattr(p, p.family), merged.get(p.family, {}), p.family)
     return p
@@ -242,33 +278,69 @@ def training_files() -> tuple:
     "What a run folder holds of its training, for every registered family (removed when a run's parameters change)."
     return tuple(dict.fromkeys([*COMMON_TRAINING_FILES, *(f for fam in FAMILIES.values() for f in fam.files)]))
 
+def same_params(p:StudyParams, out:Path) -> bool|None:
+    "Whether `out/params.yaml` holds `p` (None when there is none). Where and how a run executes (`jobs`, `executor`, `cluster`) does not count."
+    old = Path(out)/'params.yaml'
+    if not old.exists(): return None
+    try: return dataclasses.replace(load_params_file(old), jobs=p.jobs, executor=p.executor, cluster=p.cluster) == p
+    except ParamsError: return False
+
 def _clear_if_params_changed(p:StudyParams, out:Path) -> bool:
     "Delete an earlier run's training state in `out` if it was made with other parameters; True if it did."
-    old = out/'params.yaml'
-    if not old.exists(): return False
-    try: same = dataclasses.replace(load_params_file(old), jobs=p.jobs) == p   # how many runs share the CPU is not a setting of the run
-    except ParamsError: same = False
-    if same: return False   # same parameters: keep the checkpoints, so a killed run resumes
+    if same_params(p, out) in (None, True): return False   # same parameters: keep the checkpoints, so a killed run resumes
     for f in training_files():
         q = out/f
         if q.is_dir(): shutil.rmtree(q)
         else: q.unlink(missing_ok=True)
     return True
 
-def run_one(p:StudyParams, # merged parameters of this run (condition and seed set)
-            out:Path, # the run's folder
-            template:Path|None=None, # papermill template (default: nbs/runs/train_evaluate.ipynb)
-           ) -> dict:
-    "Execute one condition x seed; return its status record (never raises for a failing notebook)."
+def prepare_run(p:StudyParams, # merged parameters of this run (condition and seed set)
+                out:Path, # the run's folder
+               ) -> bool:
+    "Lay out the run folder `out` for `p`: clear an earlier attempt's results (and its training, if made with other parameters), write `params.yaml` and `provenance.json`; True if old training was removed."
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     for f in RESULT_FILES: (out/f).unlink(missing_ok=True)
     restarted = _clear_if_params_changed(p, out)
-    pf = save_params(p, out/'params.yaml')
+    save_params(p, out/'params.yaml')
     (out/'provenance.json').write_text(json.dumps(provenance(params_hash=stable_hash(params_dict(p))), indent=1))
+    return restarted
+
+def job_id() -> str|None:
+    "The scheduler's id of the job this process runs in (Slurm array element `JOB_TASK`, Slurm job, submitit local job), else None."
+    e = os.environ
+    if e.get('SLURM_ARRAY_JOB_ID') and e.get('SLURM_ARRAY_TASK_ID'): return f"{e['SLURM_ARRAY_JOB_ID']}_{e['SLURM_ARRAY_TASK_ID']}"
+    return e.get('SLURM_JOB_ID') or e.get('SUBMITIT_LOCAL_JOB_ID') or None
+
+def launch_command(out:Path, # the run folder
+                   res:JobResources, # the family's `cluster` section (its `processes`, `launch_args`)
+                  ) -> list[str]:
+    "The `accelerate launch` command that trains the run laid out in `out` on `res.processes` processes."
+    return [sys.executable, '-m', 'accelerate.commands.launch', '--num_processes', str(res.processes), *res.launch_args,
+            '-m', 'babyvlm.cli', 'train', '--run', str(Path(out).resolve())]
+
+def _tail(path:Path, n:int=15) -> str:
+    "The last `n` lines of a text file ('' when it does not exist)."
+    path = Path(path)
+    return '\n'.join(path.read_text(errors='replace').splitlines()[-n:]) if path.exists() else ''
+
+def execute_run(out:Path, # a run folder laid out by `prepare_run`
+                template:Path|None=None, # papermill template (default: nbs/runs/train_evaluate.ipynb)
+                extra:dict|None=None, # more fields for status.json
+               ) -> dict:
+    "Execute the run laid out in `out` with its `params.yaml` (both executors do this); return its status record (never raises for a failing run)."
+    out = Path(out); pf = out/'params.yaml'
+    p = load_params_file(pf)
     status = {'condition': p.condition, 'seed': p.seed, 'run_dir': str(out), 'started': time.strftime('%Y-%m-%dT%H:%M:%S'),
-              'cleared_old_training': restarted}
+              **(extra or {}), **({'job_id': job_id()} if job_id() else {})}
+    (out/'status.json').write_text(json.dumps({**status, 'status': 'running'}, indent=1))
     t0 = time.time()
     try:
+        res = getattr(p.cluster, p.family)
+        if res.processes:   # train under accelerate's launcher first: the notebook then finds the training finished and evaluates
+            cmd = launch_command(out, res)
+            with open(out/'train_launch.log', 'w') as log, kernel_env():
+                rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT).returncode
+            if rc: raise RuntimeError(f"`{shlex.join(cmd)}` exited with {rc}; end of train_launch.log:\n{_tail(out/'train_launch.log')}")
         execute(template or RUNS_DIR/'train_evaluate.ipynb', out/'train_evaluate.ipynb',
                 {'params_file': str(pf.resolve()), 'out_dir': str(out.resolve())}, log=out/'run.log')
         if not (out/'metrics.json').exists(): raise RuntimeError(f"{out}: the notebook finished without writing metrics.json")
@@ -280,6 +352,14 @@ def run_one(p:StudyParams, # merged parameters of this run (condition and seed s
     (out/'status.json').write_text(json.dumps(status, indent=1))
     return status
 
+def run_one(p:StudyParams, # merged parameters of this run (condition and seed set)
+            out:Path, # the run's folder
+            template:Path|None=None, # papermill template (default: nbs/runs/train_evaluate.ipynb)
+           ) -> dict:
+    "Execute one condition x seed on this machine: `prepare_run`, then `execute_run`; return its status record."
+    restarted = prepare_run(p, out)
+    return execute_run(out, template, {'cleared_old_training': restarted})
+
 # %% ../nbs/40_study.ipynb #a3892cef
 def run_study(profile:str='default', # profile name or YAML path
               conditions:list[str]|None=None, # override the profile's conditions
@@ -288,9 +368,12 @@ def run_study(profile:str='default', # profile name or YAML path
               out_root:Path|None=None, # results root (default: <project>/outputs)
               report:bool=True, # render the report notebook and HTML
               echo=print, # progress messages
+              executor:str|None=None, # override the profile's `executor` (local, slurm, submitit_local)
+              dry_run:bool=False, # cluster executors: print each run's job script, submit nothing
              ) -> dict:
     "Run a whole study; returns {'study_dir', 'runs': [status...], 'report', 'ok'}."
     set_offline()
+    if executor is not None: overrides = [*overrides, f'executor={executor}']
     base = load_params(profile, overrides=overrides)
     conditions = list(conditions or base.conditions); seeds = list(seeds if seeds is not None else base.seeds)
     study_dir = Path(out_root or project_root()/'outputs')/base.profile
@@ -299,6 +382,10 @@ def run_study(profile:str='default', # profile name or YAML path
     for c in conditions:
         for f in condition_families(load_params(profile, c, None, overrides), c):
             runs_p += [(load_params(profile, c, s, [*overrides, f'family={f}']), run_name(Path(c).stem, f), s) for s in seeds]
+    if dry_run:
+        if base.executor == 'local': raise ParamsError("--dry-run prints the job scripts of a cluster executor: add --executor slurm")
+        submit_runs([(p, run_dir(study_dir, c, s)) for p, c, s in runs_p], study_dir, echo, dry_run=True)
+        return {'study_dir': study_dir, 'runs': [], 'report': None, 'ok': True}
     from babyvlm.assets import fetch_assets
     from babyvlm.world import build_world
     from babyvlm.items import build_benchmarks
@@ -331,7 +418,14 @@ def run_study(profile:str='default', # profile name or YAML path
         return st
     jobs = max(1, min(base.jobs, len(runs_p)))
     threads = int(os.environ.get('BABYVLM_THREADS', 2))
-    if jobs == 1:
+    plan = lambda st: {'profile': base.profile, 'conditions': conditions, 'seeds': seeds, 'overrides': list(overrides),
+                       'executor': base.executor, 'runs': st, 'provenance': provenance()}
+    if base.executor != 'local':   # every run a job on the cluster, reading the world and transfer data made here
+        for p in need.values(): transfer(p)
+        (study_dir/'study.json').write_text(json.dumps(plan([{'condition': p.condition, 'seed': s, 'run_dir': str(run_dir(study_dir, c, s)),
+                                                                'status': 'submitted'} for p, c, s in runs_p]), indent=1))
+        statuses = submit_runs([(p, run_dir(study_dir, c, s)) for p, c, s in runs_p], study_dir, echo)
+    elif jobs == 1:
         for p in need.values(): transfer(p)   # (an error here stops the study: every transfer run would fail)
         statuses = [one(j) for j in runs_p]
     else:  # papermill kernels in threads, each with its share of the CPU threads (set before any starts); the transfer
@@ -350,28 +444,181 @@ def run_study(profile:str='default', # profile name or YAML path
                 statuses = [futs[i].result() for i in range(len(runs_p))]   # in run order
         finally: torch.set_num_threads(saved_threads)
     echo(f"[study] {len(statuses)} runs done in {time.time() - t_study:.0f} s (world and transfer pipeline included)")
-    study = {'profile': base.profile, 'conditions': conditions, 'seeds': seeds, 'overrides': list(overrides),
-             'runs': statuses, 'provenance': provenance()}
-    (study_dir/'study.json').write_text(json.dumps(study, indent=1))
-    rep = None
-    if report:
-        echo("[study] report")
-        nb = execute(RUNS_DIR/'report.ipynb', study_dir/'report.ipynb', {'study_dir': str(study_dir.resolve())}, log=study_dir/'report.log')
-        rep = html_report(nb, study_dir/'report.html')
-        echo(f"[study] wrote {rep}")
+    (study_dir/'study.json').write_text(json.dumps(plan(statuses), indent=1))
+    rep = write_report(study_dir, echo) if report else None
     ok = all(s['status'] == 'ok' for s in statuses)
     return {'study_dir': study_dir, 'runs': statuses, 'report': rep, 'ok': ok}
 
+def write_report(study_dir:Path, # a study folder (its study.json and run folders)
+                 echo=print, # progress messages
+                ) -> Path:
+    "Render the report notebook of `study_dir` and its HTML from what the run folders hold now (unfinished runs are listed as such)."
+    echo("[study] report")
+    nb = execute(RUNS_DIR/'report.ipynb', Path(study_dir)/'report.ipynb', {'study_dir': str(Path(study_dir).resolve())},
+                 log=Path(study_dir)/'report.log')
+    rep = html_report(nb, Path(study_dir)/'report.html')
+    echo(f"[study] wrote {rep}")
+    return rep
+
+# %% ../nbs/40_study.ipynb #aed9055d
+ACTIVE_STATES = frozenset({'PENDING', 'CONFIGURING', 'RUNNING', 'COMPLETING', 'REQUEUED', 'REQUEUE_FED', 'REQUEUE_HOLD', 'RESIZING',
+                           'SUSPENDED', 'SIGNALING', 'STAGE_OUT', 'RESV_DEL_HOLD', 'STOPPED'})   # Slurm states of a job not yet over
+
+def run_command(out:Path) -> list[str]:
+    "What a job executes for the run folder `out`: `babyvlm run DIR` (the same `execute_run` as the local executor)."
+    return [sys.executable, '-m', 'babyvlm.cli', 'run', str(Path(out).resolve())]
+
+class RunFolderJob:
+    "The callable submitit runs in a job: `run_command(out)` as a child process, its output in the job's log; returns its exit code."
+    def __init__(self, out:Path): self.out = str(Path(out).resolve())
+    def __call__(self) -> int:
+        return subprocess.run(run_command(self.out)).returncode
+    def __repr__(self): return f"RunFolderJob({self.out!r})"
+
+def job_parameters(p:StudyParams, # the study's parameters (its `cluster` section)
+                   family:str, # the family whose runs the job array holds
+                  ) -> dict:
+    "The `submitit.SlurmExecutor` parameters of a family's job array, from `cluster.<family>` (nothing cluster-specific is built in)."
+    r = getattr(p.cluster, family)
+    env = {'BABYVLM_CACHE': str(cache_dir().resolve()), 'BABYVLM_PARAMS': str(params_dir().resolve()), 'BABYVLM_THREADS': str(r.cpus)}
+    kw = dict(job_name=f'babyvlm-{p.profile}-{family}', time=r.time_min, cpus_per_task=r.cpus, stderr_to_stdout=True,
+              setup=[*(f'export {k}={shlex.quote(v)}' for k, v in env.items()), *r.setup])
+    if r.partition: kw['partition'] = r.partition
+    if r.account: kw['account'] = r.account
+    if r.gpus: kw['gpus_per_node'] = r.gpus
+    if r.mem_gb: kw['mem'] = f'{int(round(r.mem_gb * 1024))}M'
+    if r.sbatch: kw['additional_parameters'] = {k: v for k, v in r.sbatch.items()}
+    if p.cluster.max_running: kw['array_parallelism'] = p.cluster.max_running
+    return kw
+
+def job_script(p:StudyParams, # the run's parameters
+               out:Path, # its run folder
+               jobs_folder:Path, # submitit's folder (where the log goes)
+              ) -> str:
+    "The sbatch script of one run on its own (what `--dry-run` prints): the family's directives and set-up, then `run_command(out)`."
+    from submitit.slurm.slurm import _make_sbatch_string
+    return _make_sbatch_string(command=shlex.join(run_command(out)), folder=str(jobs_folder), **job_parameters(p, p.family))
+
+def parse_job_states(text:str) -> dict[str, str]:
+    "`{job id: state}` from `sacct -X -n -P -o JobID,State` or `squeue -h -o %i|%T` lines; array ranges `12_[0-3]` are expanded."
+    from submitit.slurm.slurm import read_job_id
+    out = {}
+    for line in text.splitlines():
+        if '|' not in line: continue
+        jid, state = line.split('|')[:2]
+        state = state.split()[0] if state.split() else 'UNKNOWN'   # 'CANCELLED by 0' -> CANCELLED
+        if '.' in jid: continue   # job steps
+        for t in read_job_id(jid.strip()):
+            if len(t) >= 3: out.update({f'{t[0]}_{i}': state for i in range(int(t[1]), int(t[2]) + 1)})
+            else: out['_'.join(t[:2])] = state
+    return out
+
+def slurm_states(ids:list[str]) -> dict[str, str]:
+    "Slurm's state of each job id ('12_3'): from `sacct` where accounting is on, else from `squeue` (the jobs slurmctld still holds)."
+    base = sorted({i.split('_')[0] for i in ids})
+    if not base: return {}
+    states = {}
+    for cmd in (['sacct', '-X', '-n', '-P', '-o', 'JobID,State', '-j', ','.join(base)],
+                ['squeue', '-h', '-t', 'all', '-o', '%i|%T', '-j', ','.join(base)]):
+        try: r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        except (OSError, subprocess.TimeoutExpired): continue
+        if r.returncode == 0: states.update({k: v for k, v in parse_job_states(r.stdout).items() if k not in states})
+        if all(i in states for i in ids): break
+    return {i: states[i] for i in ids if i in states}
+
+def _read_json(path:Path) -> dict|None:
+    try: return json.loads(Path(path).read_text())
+    except (OSError, ValueError): return None
+
+def _job_ended_early(out:Path, jid:str, state:str, log:Path|None) -> dict:
+    "Record the run in `out` as failed: its job ended (`state`) before the run wrote its final status; with the end of its logs."
+    p = load_params_file(out/'params.yaml')
+    parts = [f"--- {f.name} ---\n{_tail(f)}" for f in (out/'run.log', log) if f is not None and Path(f).exists() and _tail(f)]
+    st = {'condition': p.condition, 'seed': p.seed, 'run_dir': str(out), 'status': 'failed', 'job_id': jid, 'job_state': state,
+          'error': f"job {jid} ended ({state}) before the run finished; end of its logs:\n" + '\n'.join(parts)}
+    (out/'status.json').write_text(json.dumps(st, indent=1))
+    return st
+
+def submit_runs(runs:list, # (params, run folder) of every run to execute
+                study_dir:Path, # the study's folder
+                echo=print, # progress messages
+                dry_run:bool=False, # print each run's job script instead of submitting
+               ) -> list[dict]:
+    """Execute `runs` as job arrays (one per family) through submitit, on Slurm or (`submitit_local`) on submitit's LocalExecutor:
+    finished runs are skipped, a run whose earlier job is still queued or running is waited for, the others are laid out
+    (`prepare_run`, keeping their checkpoints) and submitted; then wait, show progress, and return every run's status."""
+    base = runs[0][0]
+    kind = base.executor
+    folder = Path(base.cluster.folder or Path(study_dir)/'jobs')
+    if dry_run:
+        for p, out in runs: echo(f"# ---- {out} ({p.family}) ----\n{job_script(p, out, folder)}")
+        return []
+    import submitit
+    folder.mkdir(parents=True, exist_ok=True)
+    done, waiting = {}, {}   # run folder -> final status; run folder -> (job id, submitit job or None, log path)
+    earlier = {str(out): _read_json(out/'job.json') for _, out in runs}
+    alive = slurm_states([j['job_id'] for j in earlier.values() if j and j.get('executor') == 'slurm']) if kind == 'slurm' else {}
+    todo = {}
+    for p, out in runs:
+        st, job = _read_json(out/'status.json'), earlier[str(out)]
+        if st and st.get('status') == 'ok' and (out/'metrics.json').exists() and same_params(p, out):
+            done[str(out)] = st; echo(f"[study] run {out.parent.name} seed {out.name}: finished earlier, not submitted again")
+        elif job and job.get('executor') == kind == 'slurm' and alive.get(job['job_id']) in ACTIVE_STATES and same_params(p, out):
+            waiting[str(out)] = (job['job_id'], None, Path(job['log']) if job.get('log') else None)
+            echo(f"[study] run {out.parent.name} seed {out.name}: job {job['job_id']} still {alive[job['job_id']].lower()}, waiting for it")
+        else: todo.setdefault(p.family, []).append((p, out))
+    for family, rs in todo.items():
+        for p, out in rs: prepare_run(p, out)
+        params = job_parameters(base, family)
+        if kind == 'slurm':
+            ex = submitit.SlurmExecutor(folder=folder, max_num_timeout=0); ex.update_parameters(**params)
+        else:   # the same path without a scheduler: each job a process on this machine (for tests and machines without Slurm)
+            ex = submitit.LocalExecutor(folder=folder); ex.update_parameters(timeout_min=params['time'], setup=params['setup'])
+        with ex.batch():
+            jobs = [ex.submit(RunFolderJob(out)) for _, out in rs]
+        for (p, out), j in zip(rs, jobs):
+            rec = {'executor': kind, 'job_id': j.job_id, 'family': family, 'log': str(j.paths.stdout), 'jobs_folder': str(folder),
+                   'submitted': time.strftime('%Y-%m-%dT%H:%M:%S')}
+            (out/'job.json').write_text(json.dumps(rec, indent=1))
+            waiting[str(out)] = (j.job_id, j, j.paths.stdout)
+        echo(f"[study] submitted {len(rs)} {family} run(s) to {kind}: job(s) {', '.join(j.job_id for j in jobs)}")
+    last, unseen = None, {}
+    while waiting:
+        if kind == 'slurm': states = slurm_states([w[0] for w in waiting.values()])
+        else: states = {out: ('RUNNING' if not j.done() else 'FINISHED') for out, (_, j, _) in waiting.items()}
+        for out, (jid, j, log) in list(waiting.items()):   # the scheduler first, then the files: a job over has written its status
+            state = states.get(jid if kind == 'slurm' else out)
+            st = _read_json(Path(out)/'status.json')
+            if st and st.get('status') in ('ok', 'failed'):
+                done[out] = st; del waiting[out]
+                echo(f"[study] run {Path(out).parent.name} seed {Path(out).name} (job {jid}): {st['status']}" +
+                     (f"\n{st.get('error', '')}" if st['status'] != 'ok' else ''))
+            elif state is not None and state not in ACTIVE_STATES or state is None and unseen.get(out, 0) >= 3:
+                done[out] = _job_ended_early(Path(out), jid, state or 'gone from the scheduler', log); del waiting[out]
+                echo(f"[study] run {Path(out).parent.name} seed {Path(out).name} (job {jid}): failed\n{done[out]['error']}")
+            elif state is None: unseen[out] = unseen.get(out, 0) + 1
+        running = sum(1 for out, (jid, _, _) in waiting.items() if (_read_json(Path(out)/'status.json') or {}).get('status') == 'running')
+        counts = (len(waiting) - running, running, sum(s['status'] == 'ok' for s in done.values()),
+                  sum(s['status'] != 'ok' for s in done.values()))
+        if counts != last:
+            echo(f"[study] {kind}: {counts[0]} queued, {counts[1]} running, {counts[2]} done, {counts[3]} failed"); last = counts
+        if waiting: time.sleep(base.cluster.poll_seconds)
+    return [done[str(out)] for _, out in runs]
+
 # %% ../nbs/40_study.ipynb #a90d4d7b
 def collect_runs(study_dir:Path) -> list[dict]:
-    "One record per run folder under `study_dir`: status, params, metrics (None if failed), train log."
-    recs = []
-    for st in sorted(Path(study_dir).glob('*/*/status.json')):
-        d = st.parent
+    "One record per run folder under `study_dir`: status, params, metrics (None if not ok), train log; a run that study.json plans but that has no status yet is listed as 'missing'."
+    recs, dirs = [], {st.parent for st in Path(study_dir).glob('*/*/status.json')}
+    plan = Path(study_dir)/'study.json'
+    planned = [Path(r['run_dir']) for r in json.loads(plan.read_text()).get('runs', []) if r.get('run_dir')] if plan.exists() else []
+    planned = [Path(study_dir)/q.parent.name/q.name for q in planned]   # (the folder may have moved since: its last two parts name the run)
+    for d in sorted(dirs | {d for d in planned if not (d/'status.json').exists()}):
+        st = d/'status.json'
         rec = {'condition': d.parent.name, 'seed': int(d.name) if d.name.isdigit() else d.name, 'dir': d,
-               'status': json.loads(st.read_text())}
+               'status': json.loads(st.read_text()) if st.exists() else {'status': 'missing', 'error': 'no status yet (queued, or never started)'}}
         rec['params'] = read_yaml(d/'params.yaml') if (d/'params.yaml').exists() else {}
-        rec['metrics'] = json.loads((d/'metrics.json').read_text()) if (d/'metrics.json').exists() else None
+        ok = rec['status'].get('status') == 'ok'
+        rec['metrics'] = json.loads((d/'metrics.json').read_text()) if ok and (d/'metrics.json').exists() else None
         log = d/'train_log.jsonl'
         rec['train_log'] = [json.loads(l) for l in log.read_text().splitlines() if l.strip()] if log.exists() else []
         recs.append(rec)

@@ -4,13 +4,17 @@
 
 # %% ../nbs/90_testing.ipynb #b0ef0893
 from __future__ import annotations
+import contextlib, os
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 import numpy as np
 from PIL import Image, ImageDraw
 
 # %% auto #0
-__all__ = ['TOY_SHAPES', 'TOY_COLOURS', 'TOY_TEMPLATES', 'toy_image', 'toy_pairs', 'Interrupt', 'kill_at', 'fake_reply',
-           'FakeChatServer', 'tiny_causal_lm', 'clustered_embeddings', 'RandomLiT', 'write_dino_fixture']
+__all__ = ['TOY_SHAPES', 'TOY_COLOURS', 'TOY_TEMPLATES', 'SLURM_PROGRAMS', 'toy_image', 'toy_pairs', 'Interrupt', 'kill_at',
+           'fake_reply', 'FakeChatServer', 'tiny_causal_lm', 'clustered_embeddings', 'RandomLiT', 'write_dino_fixture',
+           'LocalSlurm', 'local_slurm']
 
 # %% ../nbs/90_testing.ipynb #5c73d67b
 TOY_SHAPES = ('ball', 'door', 'window', 'table')
@@ -226,3 +230,90 @@ def write_dino_fixture(path, # where to write the `.pth`
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(dict(teacher=sd, student=dict(sd), epoch=1), path)
     return path
+
+# %% ../nbs/90_testing.ipynb #06fc8f34
+SLURM_PROGRAMS = ('munged', 'slurmctld', 'slurmd', 'sbatch', 'squeue', 'scancel', 'sinfo', 'srun')
+
+@dataclass
+class LocalSlurm:
+    "A single-node Slurm cluster started by `local_slurm`: `ok`, the reason when it is not, and the client environment."
+    ok: bool
+    reason: str = ''
+    env: dict = field(default_factory=dict)   # SLURM_CONF for sbatch, squeue, scancel, ...
+    folder: Path|None = None
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s: s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
+
+def _start_slurm(d:Path, pids:list, timeout:float, cpus:int|None) -> LocalSlurm:
+    "Write the configuration in `d`, start the three daemons (their pid files go to `pids`), wait for an idle node."
+    import socket, subprocess, time
+    for sub in ('munge', 'state', 'spool', 'log'): (d/sub).mkdir(mode=0o755)
+    (d/'munge'/'key').write_bytes(os.urandom(1024)); os.chmod(d/'munge'/'key', 0o600)
+    host = socket.gethostname().split('.')[0]
+    ncpu = cpus or os.cpu_count() or 1
+    mem = max(1024, int(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**20 * 0.8))
+    conf = d/'slurm.conf'
+    conf.write_text('\n'.join([
+        'ClusterName=babyvlm-test', 'SlurmctldHost=localhost', f'SlurmctldPort={_free_port()}', f'SlurmdPort={_free_port()}',
+        'AuthType=auth/munge', 'CredType=cred/munge', f'AuthInfo=socket={d}/munge/sock', 'SlurmUser=root', 'SlurmdUser=root',
+        f'StateSaveLocation={d}/state', f'SlurmdSpoolDir={d}/spool', f'SlurmctldPidFile={d}/slurmctld.pid',
+        f'SlurmdPidFile={d}/slurmd.pid', f'SlurmctldLogFile={d}/log/slurmctld.log', f'SlurmdLogFile={d}/log/slurmd.log',
+        'ProctrackType=proctrack/linuxproc', 'TaskPlugin=task/none', 'JobAcctGatherType=jobacct_gather/none',
+        'AccountingStorageType=accounting_storage/none', 'JobCompType=jobcomp/none', 'SchedulerType=sched/builtin',
+        'SelectType=select/cons_tres', 'SelectTypeParameters=CR_Core', 'MpiDefault=none', 'ReturnToService=2',
+        'SlurmctldTimeout=30', 'SlurmdTimeout=30', 'InactiveLimit=0', 'KillWait=5', 'MinJobAge=600',
+        f'NodeName=localhost NodeHostname={host} NodeAddr=127.0.0.1 CPUs={ncpu} RealMemory={mem} State=UNKNOWN',
+        'PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP', '']))
+    env = {'SLURM_CONF': str(conf)}
+    full = {**os.environ, **env}
+    m = d/'munge'
+    subprocess.run(['munged', '--force', f'--key-file={m}/key', f'--socket={m}/sock', f'--pid-file={m}/pid',
+                    f'--log-file={m}/log', f'--seed-file={m}/seed'], check=True, capture_output=True, timeout=30)
+    pids.append(m/'pid')
+    subprocess.run(['slurmctld', '-f', str(conf)], check=True, capture_output=True, env=full, timeout=30); pids.append(d/'slurmctld.pid')
+    subprocess.run(['slurmd', '-f', str(conf), '-N', 'localhost'], check=True, capture_output=True, env=full, timeout=30)
+    pids.append(d/'slurmd.pid')
+    t0, state = time.time(), ''
+    while time.time() - t0 < timeout:
+        r = subprocess.run(['sinfo', '-h', '-n', 'localhost', '-o', '%T'], capture_output=True, text=True, env=full, timeout=30)
+        state = r.stdout.strip()
+        if r.returncode == 0 and state.rstrip('*') == 'idle': break
+        time.sleep(0.5)
+    else:
+        logs = '\n'.join(f"{f.name}: {f.read_text()[-800:]}" for f in sorted((d/'log').glob('*.log')))
+        return LocalSlurm(False, f"the node was not idle after {timeout:.0f} s (sinfo: {state!r})\n{logs}", env, d)
+    return LocalSlurm(True, '', env, d)
+
+@contextlib.contextmanager
+def local_slurm(timeout:float=60.0, # seconds the cluster may take to come up
+                cpus:int|None=None, # CPUs of the node (default: this machine's)
+               ):
+    """Start munged, slurmctld and slurmd on this machine, from a generated `slurm.conf` in a temporary folder (nothing
+    in /etc is read or changed), as root; yield a `LocalSlurm`; stop the daemons afterwards. `ok` is False, with the
+    reason, when a program is missing (`make slurm-packages` installs Debian's) or the node is not idle within `timeout`."""
+    import shutil, signal, socket, subprocess, tempfile, time
+    missing = [p for p in SLURM_PROGRAMS if not shutil.which(p)]
+    if missing: yield LocalSlurm(False, f"not installed: {', '.join(missing)} (`make slurm-packages` installs Debian's)"); return
+    if os.geteuid() != 0: yield LocalSlurm(False, 'slurmd must run as root to start jobs'); return
+    d = Path(tempfile.mkdtemp(prefix='slurm-'))   # short: munge's socket path must fit in a unix socket name
+    pids = []
+    try:
+        try: cluster = _start_slurm(d, pids, timeout, cpus)
+        except (subprocess.SubprocessError, OSError) as e:
+            out = getattr(e, 'stderr', b'') or b''
+            cluster = LocalSlurm(False, f"could not start: {e} {out.decode(errors='replace')[-500:]}", {}, d)
+        yield cluster
+    finally:
+        if (d/'slurm.conf').exists():
+            subprocess.run(['scancel', '--full', '-u', 'root'], capture_output=True, env={**os.environ, 'SLURM_CONF': str(d/'slurm.conf')})
+        for pf in reversed(pids):   # slurmd, slurmctld, munged: each by the pid it wrote
+            try: pid = int(pf.read_text().split()[0])
+            except (OSError, ValueError, IndexError): continue
+            with contextlib.suppress(ProcessLookupError): os.kill(pid, signal.SIGTERM)
+            for _ in range(50):
+                try: os.kill(pid, 0)
+                except ProcessLookupError: break
+                time.sleep(0.1)
+        shutil.rmtree(d, ignore_errors=True)
