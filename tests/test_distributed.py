@@ -59,12 +59,13 @@ def _state(m) -> tuple[dict, list]:
     return sd, [n for n, _ in m.named_parameters() if n in sd]
 
 
+from babyvlm.models.vision import SmallConvNet as _SmallConvNet
+
 class _NoBatchNormCNN(torch.nn.Module):
     "SmallConvNet with its batch norms left out (variant 'nobn'): what SimCLR's gathered loss alone does across processes."
     def __init__(self, widths=(32, 64, 128)):
         super().__init__()
-        from babyvlm.models.vision import SmallConvNet
-        net = SmallConvNet(widths)
+        net = _SmallConvNet(widths)
         self.body = torch.nn.Sequential(*[l for l in net.body if not isinstance(l, torch.nn.BatchNorm2d)])
         self.out_dim = net.out_dim
     def forward(self, x): return self.body(x)
@@ -94,7 +95,8 @@ def _job(out, family, variant):
     if 'nostate' not in variant:   # as `babyvlm train` does: this process's place in the group first (gloo on CPU)
         from accelerate import PartialState
         PartialState(cpu=not torch.cuda.is_available())
-    if 'nobn' in variant: F.SmallConvNet = _NoBatchNormCNN
+    if 'nobn' in variant:   # every SimCLR CNN built from a spec (the encoder, and the tower read back) leaves them out
+        import babyvlm.models.vision as V; V.SmallConvNet = _NoBatchNormCNN
     _spy_on_fit(); _SPY.clear()
     out = Path(out)
     tr, va = toy_pairs(32, seed=1), toy_pairs(16, seed=2)
