@@ -150,14 +150,23 @@ class GenerativeScorer(LikelihoodScorer):
         _check_pairs_arg(images, texts)
         if self.blind or not len(texts): return super().score(images, texts)
         uniq, where = distinct_images(images)
+        return self.score_features(lambda lo, hi: self._features(uniq[lo:hi]), len(uniq), where, texts)
+
+    @torch.no_grad()
+    def score_features(self, features:Callable, # (lo, hi) -> vision features of distinct images lo .. hi-1
+                       n_images:int, # how many distinct images
+                       where:np.ndarray, # which distinct image each text follows
+                       texts:Sequence[str], # the texts
+                      ) -> np.ndarray:
+        "`score` from vision features: `batch_size` images' caches at a time, their texts `batch_size` at a time."
         out = np.zeros(len(texts), dtype=np.float64)
         by_image = np.argsort(where, kind='stable')   # pairs grouped by their image, images in first-seen order
-        bounds = np.searchsorted(where[by_image], np.arange(0, len(uniq) + self.batch_size, self.batch_size))
-        for g, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):   # batch_size images at a time
+        bounds = np.searchsorted(where[by_image], np.arange(0, n_images + self.batch_size, self.batch_size))
+        for g, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
             if a == b: continue
             lo = g * self.batch_size
-            cache = self.model.image_cache(self._features(uniq[lo:lo + self.batch_size]))
-            for j in range(a, b, self.batch_size):   # their texts, batch_size at a time
+            cache = self.model.image_cache(features(lo, min(n_images, lo + self.batch_size)))
+            for j in range(a, b, self.batch_size):
                 idx = by_image[j:min(b, j + self.batch_size)]
                 ids = self.tok.encode([texts[t] for t in idx])[0].to(self.device)
                 rows = torch.as_tensor(where[idx] - lo, device=self.device)

@@ -257,8 +257,9 @@ def check_generative(p:GenerativeParams, given:dict, where:str='generative'):
     if p.feature_dtype not in _FEATURE_DTYPES:
         raise ParamsError(f"{where}.feature_dtype must be one of {sorted(_FEATURE_DTYPES)}, got {p.feature_dtype!r}")
     if not p.vision: raise ParamsError(f"{where}.vision is empty: use 'world', 'ssl', a save_vision folder or a DINO .pth file")
-    dino = p.vision not in _SSL_VISION and not Path(os.path.expandvars(p.vision)).is_dir()
-    unused = ('ssl', 'ssl_train', 'ssl_images') + (() if dino else ('dino_arch', 'dino_image_size', 'dino_grid')) if p.vision not in _SSL_VISION else ('dino_arch', 'dino_image_size', 'dino_grid')
+    simclr, dino = ('ssl', 'ssl_train', 'ssl_images'), ('dino_arch', 'dino_image_size', 'dino_grid')
+    if p.vision in _SSL_VISION: unused = dino
+    else: unused = simclr + (dino if Path(os.path.expandvars(p.vision)).is_dir() else ())   # a given folder: neither is read
     bad = [k for k in unused if k in (given or {})]
     if bad: raise ParamsError(f"{where}.{bad[0]} is not used when {where}.vision is {p.vision!r} "
                               f"({'SimCLR, not a DINO file' if p.vision in _SSL_VISION else 'a given encoder: no SimCLR encoder is trained'}); remove it")
@@ -328,8 +329,8 @@ def train_generative(p:GenerativeParams, # the family's params (`vision: world` 
     if p.vision == 'ssl': vision, results['phase0_vision'] = _ssl_vision(p, train_ds, val_ds, out_dir, on_step)
     elif Path(_expand(p.vision, 'generative.vision')).is_dir():   # a shared encoder (`world_vision`) or any save_vision folder
         vdir = Path(_expand(p.vision, 'generative.vision')); vision = load_vision(vdir)
-        if (vdir.parent/'phase0_vision'/'train_result.json').exists():   # its training, reported with the run (not repeated)
-            results['phase0_vision'] = TrainResult(**json.loads((vdir.parent/'phase0_vision'/'train_result.json').read_text()))
+        trained = vdir.parent/'phase0_vision'/'train_result.json'
+        if trained.exists(): results['phase0_vision'] = TrainResult(**json.loads(trained.read_text()))   # reported, not repeated
     else:
         vision = dino_vision(_expand(p.vision, 'generative.vision'), p.dino_arch, image_size=p.dino_image_size, grid=p.dino_grid)
     tok = build_tokenizer(train_ds['text'])
@@ -350,11 +351,14 @@ def train_generative(p:GenerativeParams, # the family's params (`vision: world` 
             if not pc.max_steps: continue
             set_trainable(model, projector=proj, lm=lm)
             results[name] = fit(_lm_task(name, model, ids, feats, vids, vfeats, fp), pc, out_dir/name, on_step)
-    if not [k for k in results if k != 'phase0_vision' or p.vision == 'ssl']:
+    if p.vision != 'ssl' and all(k == 'phase0_vision' for k in results):   # (a shared encoder's result is only reported)
         raise ValueError("generative: every phase has max_steps 0; nothing to train")
     set_trainable(model, True, True); model.eval()
     _on_main(save_generative, model, tok, out_dir, extra=dict(tasks=list(results)))
     return run_summary(results, out_dir)
+
+def _gen_scorer(l:Loaded, batch_size:int=64, blind:bool=False) -> GenerativeScorer:
+    return GenerativeScorer(l.model, l.tokenizer, batch_size, blind=blind)
 
 def generative_diagnostics(l:Loaded, # a trained BabyLLaVA
                            world, # its world (home training and validation pairs with categories)
@@ -364,8 +368,7 @@ def generative_diagnostics(l:Loaded, # a trained BabyLLaVA
     aligned home validation pairs (`babyvlm.evaluate.image_dependence`) and a linear probe of the frozen features."""
     tr, va = world.home['train'], world.home['validation']
     aligned = va.filter(lambda a: a, input_columns='aligned') if 'aligned' in va.column_names else va
-    dep = image_dependence(GenerativeScorer(l.model, l.tokenizer, batch_size), list(aligned['image']), list(aligned['text']),
-                           blind=GenerativeScorer(l.model, l.tokenizer, batch_size, blind=True))
+    dep = image_dependence(_gen_scorer(l, batch_size), list(aligned['image']), list(aligned['text']), blind=_gen_scorer(l, batch_size, True))
     probe = linear_probe(image_features(l.model.vision, tr).float().mean(1), tr['category'],
                          image_features(l.model.vision, va).float().mean(1), va['category'])
     return dict(image_dependence=dep, vision_probe=probe)
@@ -373,9 +376,9 @@ def generative_diagnostics(l:Loaded, # a trained BabyLLaVA
 def _generative_family(name:str, label:str, params:type, saved_as:str) -> Family:
     return Family(
         name, label, params, train_generative, lambda run_dir, device='cpu': Loaded(name, *load_generative(run_dir, device), Path(run_dir)),
-        scorer=lambda l, bs: GenerativeScorer(l.model, l.tokenizer, bs),
-        captioner=lambda l, bs, cands: (lambda ims: GenerativeScorer(l.model, l.tokenizer, bs).generate(ims, max_new_tokens=25)),
-        blind=lambda l, bs, cands: GenerativeScorer(l.model, l.tokenizer, bs, blind=True),
+        scorer=_gen_scorer,
+        captioner=lambda l, bs, cands: (lambda ims: _gen_scorer(l, bs).generate(ims, max_new_tokens=25)),
+        blind=lambda l, bs, cands: _gen_scorer(l, bs, True),
         saved_as=saved_as, files=('phase0_vision', 'vision', 'phase0_language', 'phase1_projector', 'phase2_full',
                                   'model.safetensors', 'model_config.json', 'tokenizer.json'),
         check=check_generative, n_trained=lambda l: sum(t.numel() for n, t in l.model.named_parameters() if not n.startswith('vision')),

@@ -38,20 +38,6 @@ def harness_loop(model, tok, images, texts, features=None):
     return np.array(out)
 
 
-def cached_lm_scores(model, tok, feats, where, texts, batch):
-    "GenerativeScorer's language-model part on given features: each image's prefix cached once, its texts continued."
-    from babyvlm.models.generative import lm_loss, build_labels
-    out = np.zeros(len(texts))
-    with torch.no_grad():
-        for lo in range(0, len(feats), batch):
-            cache = model.image_cache(feats[lo:lo + batch])
-            idx = np.flatnonzero((where >= lo) & (where < lo + batch))
-            for j in range(0, len(idx), batch):
-                b = idx[j:j + batch]; ids = tok.encode([texts[t] for t in b])[0]
-                out[b] = -lm_loss(model.text_logits(ids, cache, torch.as_tensor(where[b] - lo)), build_labels(ids), per_row=True).numpy()
-    return out
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--profile', default='quick', help="the world whose benchmark items are scored")
@@ -100,7 +86,8 @@ def main():
         uniq, where = distinct_images(ims)
         with torch.no_grad(): feats = torch.cat([model.vision(uint8_batch(list(uniq[j:j + 16]), model.vision.image_size))
                                                  for j in range(0, len(uniq), 16)])
-        t0 = time.perf_counter(); lm_fast = cached_lm_scores(model, tok, feats, where, txts, a.batch); t_lf = time.perf_counter() - t0
+        scorer = GenerativeScorer(model, tok, batch_size=a.batch)
+        t0 = time.perf_counter(); lm_fast = scorer.score_features(lambda lo, hi: feats[lo:hi], len(feats), where, txts); t_lf = time.perf_counter() - t0
         t0 = time.perf_counter(); lm_slow = harness_loop(model, tok, None, txts, feats[where]); t_ls = time.perf_counter() - t0
         lm_ratios.append(t_ls / t_lf); diff = max(diff, float(np.abs(lm_fast - lm_slow).max()))
         rows.append([name, str(min(a.n, len(bench[name]))), str(len(req)), str(len(uniq)),
