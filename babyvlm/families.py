@@ -485,12 +485,15 @@ register_family(Family(
 # %% ../nbs/32_families.ipynb #cad7a239
 BLIND_BENCHMARKS = ('vtwt', 'baby_winoground', 'saycam_caption') # where a model without its image is informative
 
+def _ctl_dir(out_dir, control:str):
+    return None if out_dir is None else Path(out_dir)/'controls'/control
+
 def score_run(loaded:Loaded, # a trained model (`Family.load`)
               benchmarks:dict, # {benchmark name: items}
               cfg:EvalConfig|None=None, # batch size, bootstrap
               candidates:list|None=None, # utterances a retrieval captioner picks from (and the text prior's corpus by default)
               prior_texts:list|None=None, # the text prior's corpus (the run's training utterances; default: `candidates`)
-              out_dir:Path|str|None=None, # write `<benchmark>_metrics.json` / `_predictions.jsonl` here
+              out_dir:Path|str|None=None, # write `<benchmark>_metrics.json` / `_predictions.jsonl` here (the controls': in `controls/<control>/`)
               controls:bool=True, # also run the blind and text-prior controls
              ) -> tuple[dict, dict, dict]:
     "The family's scores on every benchmark, and its controls: (results, predictions, {'blind': ..., 'text_prior': ...})."
@@ -506,9 +509,10 @@ def score_run(loaded:Loaded, # a trained model (`Family.load`)
             blind = fam.blind(loaded, cfg.batch_size, cands)
             bgen = getattr(blind, 'generate', None) if 'saycam_caption' in bb else None
             if 'saycam_caption' in bb and fam.caption_kind == 'retrieved' and not cands: bb.pop('saycam_caption'); bgen = None
-            ctl['blind'] = evaluate_items(blind, bb, cfg, generate_fn=bgen)[0]
+            ctl['blind'] = evaluate_items(blind, bb, cfg, generate_fn=bgen, out_dir=_ctl_dir(out_dir, 'blind'))[0]
             prior = list(prior_texts) if prior_texts is not None else cands
-            if prior: ctl['text_prior'] = evaluate_items(TextPriorScorer(prior), bb, cfg, generate_fn=frequent_captioner(prior))[0]
+            if prior: ctl['text_prior'] = evaluate_items(TextPriorScorer(prior), bb, cfg, generate_fn=frequent_captioner(prior),
+                                                       out_dir=_ctl_dir(out_dir, 'text_prior'))[0]
     return results, preds, ctl
 
 # %% ../nbs/32_families.ipynb #99374699
