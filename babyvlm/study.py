@@ -18,12 +18,12 @@ from .families import FAMILIES, get_family
 
 # %% auto #0
 __all__ = ['EXECUTORS', 'TRANSFER_SOURCES', 'DATA_SOURCES', 'StudyParams', 'RUNS_DIR', 'RESULT_FILES', 'COMMON_TRAINING_FILES',
-           'ACTIVE_STATES', 'DataConfig', 'JobResources', 'study_params_class', 'load_params', 'condition_families',
-           'run_name', 'params_dict', 'save_params', 'load_params_file', 'run_params', 'transferred_data',
-           'run_training_data', 'kernel_name', 'execute', 'kernel_env', 'html_report', 'run_dir', 'training_files',
-           'same_params', 'prepare_run', 'job_id', 'launch_command', 'execute_run', 'run_one', 'run_study',
-           'write_report', 'run_command', 'RunFolderJob', 'job_parameters', 'job_script', 'parse_job_states',
-           'slurm_states', 'submit_runs', 'collect_runs']
+           'ACTIVE_STATES', 'DataConfig', 'JobResources', 'study_params_class', 'profile_layers', 'load_params',
+           'condition_families', 'run_name', 'params_dict', 'save_params', 'load_params_file', 'run_params',
+           'transferred_data', 'run_training_data', 'kernel_name', 'execute', 'kernel_env', 'html_report', 'run_dir',
+           'training_files', 'same_params', 'prepare_run', 'job_id', 'launch_command', 'execute_run', 'run_one',
+           'run_study', 'write_report', 'run_command', 'RunFolderJob', 'job_parameters', 'job_script',
+           'parse_job_states', 'slurm_states', 'submit_runs', 'collect_runs']
 
 # %% ../nbs/40_study.ipynb #1c8bb053
 @dataclass
@@ -32,6 +32,7 @@ class DataConfig:
     sources: list[str] = field(default_factory=lambda: ['home'])  # training sources: 'home' (in-domain pairs), 'web'
     aligned_only: bool = False  # keep only pairs whose utterance is about the image (an oracle filter; off = raw data)
     max_pairs: int|None = None  # cap on the number of training pairs (None = all)
+    fraction: float = 1.0  # share of the training pairs kept, a seeded subset nested across fractions (data-scaling curves)
     real_params: str = 'saycam'  # params/data/<name>.yaml: where the real sources 'saycam' / 'lcs' live (`babyvlm.realdata`)
 
 @dataclass
@@ -100,6 +101,18 @@ def _set_seeds(obj, seed:int):
                                            if dataclasses.is_dataclass(getattr(obj, f.name))})
     return obj
 
+def profile_layers(pf:Path, # a profile file
+                   root:Path, # the params folder
+                   _seen:tuple=(),
+                  ) -> list:
+    "The profile's layers: those of the profile it `extends` (recursively), then its own (without the `extends` key)."
+    d = dict(read_yaml(pf)); base = d.pop('extends', None)
+    if base is None: return [(str(pf), d)]
+    if not isinstance(base, str): raise ParamsError(f"{pf}: extends must be the name of another profile, got {base!r}")
+    bf = layer_file('profiles', base, root)
+    if bf.resolve() in {*_seen, pf.resolve()}: raise ParamsError(f"{pf}: extends {base!r} makes a cycle of profiles")
+    return profile_layers(bf, root, (*_seen, pf.resolve())) + [(str(pf), d)]
+
 def load_params(profile:str|Path='default', # profile name in params/profiles, or a YAML path
                 condition:str|Path|None=None, # condition name in params/conditions, or a YAML path
                 seed:int|None=None, # the run's seed
@@ -110,7 +123,8 @@ def load_params(profile:str|Path='default', # profile name in params/profiles, o
     root = Path(root or params_dir())
     cls = study_params_class()
     pf = layer_file('profiles', profile, root)
-    layers = [(str(pf), {'profile': pf.stem, **read_yaml(pf)})]
+    layers = profile_layers(pf, root)
+    layers[-1] = (layers[-1][0], {'profile': pf.stem, **layers[-1][1]})
     if condition is not None:
         cf = layer_file('conditions', condition, root)
         layers.append((str(cf), {**read_yaml(cf), 'condition': cf.stem}))
@@ -121,6 +135,7 @@ def load_params(profile:str|Path='default', # profile name in params/profiles, o
     p = _set_seeds(p, p.seed)
     bad = [s for s in p.data.sources if s not in DATA_SOURCES]
     if bad: raise ParamsError(f"{where}: data.sources has unknown source '{bad[0]}'; allowed: {', '.join(DATA_SOURCES)}")
+    if not 0 < p.data.fraction <= 1: raise ParamsError(f"{where}: data.fraction must be a share in (0, 1], got {p.data.fraction}")
     for f in [p.family, *p.families]: get_family(f)
     if p.executor not in EXECUTORS: raise ParamsError(f"{where}: executor must be one of {', '.join(EXECUTORS)}, got {p.executor!r}")
     for n in FAMILIES:
@@ -180,7 +195,7 @@ def transferred_data(world, # a built world
 
 def run_training_data(world, # a built `babyvlm.world.World`
                       data:DataConfig, # the condition's data section
-                      seed:int=0, # seeds the subset when `max_pairs` caps the data
+                      seed:int=0, # seeds the subset when `fraction` or `max_pairs` caps the data
                       transfer:TransferConfig|None=None, # the transfer pipeline's settings (sources home_filtered, transferred, random)
                       report:dict|None=None, # filled with the transfer pipeline's report when it runs
                      ):
@@ -210,6 +225,9 @@ def run_training_data(world, # a built `babyvlm.world.World`
         if data.aligned_only: ds = ds.filter(lambda a: a, input_columns='aligned')
         return ds
     train, val = _pick('train'), _pick('validation')
+    if not 0 < data.fraction <= 1: raise ParamsError(f"data.fraction: expected a share in (0, 1], got {data.fraction}")
+    if data.fraction < 1:   # the first rows of one seeded order: for one seed, 25% is inside 50%, inside 75%
+        train = train.shuffle(seed=seed).select(range(max(1, round(data.fraction*len(train)))))
     if data.max_pairs is not None and len(train) > data.max_pairs:
         train = train.shuffle(seed=seed).select(range(data.max_pairs))
     return train, val
