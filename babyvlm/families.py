@@ -526,7 +526,7 @@ def transfer_models(world, # anything with `web['train']` and `web['validation']
     tr, va = world.web['train'], world.web['validation']
     steps = cfg.reference_steps
     tc = TrainConfig(max_steps=steps, batch_size=min(128, len(tr)), lr=1e-3, weight_decay=0.01, betas=(0.9, 0.999), warmup_steps=0,
-                     schedule='constant', grad_clip=None, eval_every=max(1, steps // 3), ckpt_every=steps, patience=0, select='last',
+                     schedule='constant', grad_clip=None, eval_every=max(1, steps // 15), ckpt_every=steps, patience=0, select='best',
                      seed=cfg.seed, progress=False, tensorboard=False)
     key = stable_hash(dict(train=dataset_fingerprint(tr), val=dataset_fingerprint(va), image_size=cfg.image_size, cfg=asdict(tc)))
     seed_everything(cfg.seed)
