@@ -394,7 +394,7 @@ def run_study(profile:str='default', # profile name or YAML path
     if executor is not None: overrides = [*overrides, f'executor={executor}']
     base = load_params(profile, overrides=overrides)
     conditions = list(conditions or base.conditions); seeds = list(seeds if seeds is not None else base.seeds)
-    study_dir = Path(out_root or project_root()/'outputs')/base.profile
+    study_dir = (Path(out_root or project_root()/'outputs')/base.profile).resolve()   # absolute: see the note on cwd below
     study_dir.mkdir(parents=True, exist_ok=True)
     runs_p = []   # (params, run name, seed) for condition x family x seed, all checked before anything runs
     for c in conditions:
@@ -451,6 +451,10 @@ def run_study(profile:str='default', # profile name or YAML path
         import concurrent.futures as cf, torch
         per_run = max(1, threads // jobs)
         saved_threads = torch.get_num_threads(); torch.set_num_threads(per_run)
+        # papermill runs each kernel in its run folder by changing this process's working directory for the call; from
+        # several threads these changes interleave and can leave the process in a run folder, where relative paths
+        # (the project root, hence the default cache and params) would point into that run: restored afterwards
+        cwd0 = os.getcwd()
         echo(f"[study] {len(runs_p)} runs, {jobs} at a time, {per_run} thread(s) each")
         try:
             # the same values for every kernel, set before any starts: execute()'s own set-and-restore then changes nothing
@@ -460,7 +464,7 @@ def run_study(profile:str='default', # profile name or YAML path
                 order = sorted(range(len(runs_p)), key=lambda i: tkey(runs_p[i][0]) is not None)
                 futs = {i: pool.submit(one, runs_p[i], ready.get(tkey(runs_p[i][0]))) for i in order}
                 statuses = [futs[i].result() for i in range(len(runs_p))]   # in run order
-        finally: torch.set_num_threads(saved_threads)
+        finally: torch.set_num_threads(saved_threads); os.chdir(cwd0)
     echo(f"[study] {len(statuses)} runs done in {time.time() - t_study:.0f} s (world and transfer pipeline included)")
     (study_dir/'study.json').write_text(json.dumps(plan(statuses), indent=1))
     rep = write_report(study_dir, echo) if report else None

@@ -14,9 +14,12 @@ def scaling(tmp_path_factory, params_root):
     import os
     os.environ['BABYVLM_PARAMS'] = str(params_root)
     out = tmp_path_factory.mktemp('scaling')
+    cwd = os.getcwd()
     res = run_study('quick', conditions=['scale_50', 'scale_100'], seeds=[0, 1],
                     overrides=TINY + ['families=[contrastive]', 'transfer.reference_steps=50'], out_root=out, echo=lambda m: None)
     assert res['ok'], res['runs']
+    # two runs at a time: papermill's per-kernel changes of the working directory must not leave this process elsewhere
+    assert os.getcwd() == cwd
     return res
 
 
