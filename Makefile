@@ -45,8 +45,11 @@ slurm-packages:
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(SLURM_DEBS) >/dev/null && echo "slurm-packages: installed $(SLURM_DEBS)"; \
 	else echo "slurm-packages: needs root and apt-get; tests/test_cluster.py will fall back to submitit's local executor"; fi
 
+# JupyterLab on nbs/ with the venv's `babyvlm` kernel (as root, as in a container, it needs --allow-root);
+# LAB_ARGS passes options on, e.g. `make lab LAB_ARGS="--no-browser --port 8899"`
+LAB_ARGS ?=
 lab: $(STAMP)
-	$(BIN)/jupyter lab nbs
+	$(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS) nbs
 
 clean-outputs:
 	rm -rf outputs/*/
