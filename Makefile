@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 PROFILE ?= default
 STAMP := $(VENV)/.installed
 
-.PHONY: study test assets venv clean-outputs lab slurm-packages
+.PHONY: study test test-cluster assets venv clean-outputs lab slurm-packages
 
 venv: $(STAMP)
 
@@ -33,10 +33,16 @@ test: assets
 	  diff <(echo "$$before") <(echo "$$after") | grep '^[<>]'; exit 1; fi; \
 	echo "nbdev_export: babyvlm/ matches the notebooks"
 	$(BIN)/nbdev_test --n_workers 1
-	$(BIN)/pytest -q tests
+	$(BIN)/pytest -q tests --ignore=tests/test_cluster.py
+
+# The cluster executor's tests against a real single-node Slurm (tests/test_cluster.py, 5-9 minutes): apart from
+# `make test` because they need Debian's Slurm, a large extra install; CI runs this after `make test`.
+test-cluster: assets
+	@$(MAKE) -s slurm-packages || echo "slurm-packages failed: tests/test_cluster.py falls back to submitit's local executor"
+	$(BIN)/pytest -q tests/test_cluster.py
 
 # Debian's Slurm and munge, for the cluster executor's test against a real single-node Slurm (tests/test_cluster.py);
-# CI runs this before `make test`. Without them (or without root) that test says so and uses submitit's local executor.
+# `make test-cluster` runs this first. Without them (or without root) that test says so and uses submitit's local executor.
 SLURM_DEBS := slurmctld slurmd slurm-client munge
 slurm-packages:
 	@if command -v slurmctld >/dev/null && command -v slurmd >/dev/null && command -v sbatch >/dev/null && command -v munged >/dev/null; then \
@@ -45,8 +51,11 @@ slurm-packages:
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(SLURM_DEBS) >/dev/null && echo "slurm-packages: installed $(SLURM_DEBS)"; \
 	else echo "slurm-packages: needs root and apt-get; tests/test_cluster.py will fall back to submitit's local executor"; fi
 
+# JupyterLab on nbs/ with the venv's `babyvlm` kernel (as root, as in a container, it needs --allow-root);
+# LAB_ARGS passes options on, e.g. `make lab LAB_ARGS="--no-browser --port 8899"`
+LAB_ARGS ?=
 lab: $(STAMP)
-	$(BIN)/jupyter lab nbs
+	$(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS) nbs
 
 clean-outputs:
 	rm -rf outputs/*/

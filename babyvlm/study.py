@@ -17,13 +17,13 @@ from .transfer import TransferConfig
 from .families import FAMILIES, get_family
 
 # %% auto #0
-__all__ = ['EXECUTORS', 'TRANSFER_SOURCES', 'DATA_SOURCES', 'StudyParams', 'RUNS_DIR', 'RESULT_FILES', 'COMMON_TRAINING_FILES',
-           'ACTIVE_STATES', 'DataConfig', 'JobResources', 'study_params_class', 'profile_layers', 'load_params',
-           'condition_families', 'run_name', 'params_dict', 'save_params', 'load_params_file', 'run_params',
-           'transferred_data', 'run_training_data', 'kernel_name', 'execute', 'kernel_env', 'html_report', 'run_dir',
-           'training_files', 'same_params', 'prepare_run', 'job_id', 'launch_command', 'execute_run', 'run_one',
-           'run_study', 'write_report', 'run_command', 'RunFolderJob', 'job_parameters', 'job_script',
-           'parse_job_states', 'slurm_states', 'submit_runs', 'collect_runs']
+__all__ = ['EXECUTORS', 'TRANSFER_SOURCES', 'DATA_SOURCES', 'StudyParams', 'RUNS_DIR', 'REPORT_TEMPLATE', 'RESULT_FILES',
+           'COMMON_TRAINING_FILES', 'ACTIVE_STATES', 'DataConfig', 'JobResources', 'study_params_class',
+           'profile_layers', 'load_params', 'condition_families', 'run_name', 'params_dict', 'save_params',
+           'load_params_file', 'run_params', 'transferred_data', 'run_training_data', 'kernel_name', 'execute',
+           'kernel_env', 'html_report', 'run_dir', 'training_files', 'same_params', 'prepare_run', 'job_id',
+           'launch_command', 'execute_run', 'run_one', 'run_study', 'write_report', 'run_command', 'RunFolderJob',
+           'job_parameters', 'job_script', 'parse_job_states', 'slurm_states', 'submit_runs', 'collect_runs']
 
 # %% ../nbs/40_study.ipynb #1c8bb053
 @dataclass
@@ -274,12 +274,36 @@ def kernel_env(**extra):
             else: os.environ[k] = v
 
 # %% ../nbs/40_study.ipynb #e282e531
-def html_report(nb_path:Path, html_path:Path) -> Path:
-    "Export an executed notebook to standalone HTML without the code cells."
-    import nbformat
+# The report's HTML template: JupyterLab's, less what it would fetch from the web (require.js, MathJax, mermaid, the
+# widget manager; the reports use none of them and are read offline), plus scroll containers for wide outputs
+REPORT_TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
+{%- block html_head_js -%}{%- endblock html_head_js -%}
+{%- block jupyter_widgets -%}{%- endblock jupyter_widgets -%}
+{%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
+{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
+{%- block extra_css -%}
+<style type="text/css">
+/* a table or figure wider than the window scrolls inside its own output box instead of widening the page */
+.jp-OutputArea-output { overflow-x: auto; max-width: 100%; }
+.jp-OutputArea-output img { max-width: 100%; height: auto; }
+/* long printed text (parameters, provenance) in a box of its own */
+.jp-OutputArea-output pre { max-height: 40em; overflow: auto; }
+</style>
+{%- endblock extra_css -%}
+"""
+
+def html_report(nb_path:Path, # an executed notebook
+                html_path:Path, # where the HTML goes
+                title:str|None=None, # the page's title (default: the notebook's file name)
+               ) -> Path:
+    "Export an executed notebook to standalone HTML that needs no network: outputs only (no code, no raw cells such as nbdev's front matter)."
+    import jinja2, nbformat
     from nbconvert import HTMLExporter
-    body, _ = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True).from_notebook_node(
-        nbformat.read(str(nb_path), as_version=4))
+    ex = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True, exclude_raw=True,
+                      extra_loaders=[jinja2.DictLoader({'babyvlm_report.html.j2': REPORT_TEMPLATE})],
+                      template_file='babyvlm_report.html.j2')
+    body, _ = ex.from_notebook_node(nbformat.read(str(nb_path), as_version=4),
+                                    resources={'metadata': {'name': title or Path(nb_path).stem}})
     Path(html_path).write_text(body)
     return Path(html_path)
 
@@ -478,7 +502,7 @@ def write_report(study_dir:Path, # a study folder (its study.json and run folder
     echo("[study] report")
     nb = execute(RUNS_DIR/'report.ipynb', Path(study_dir)/'report.ipynb', {'study_dir': str(Path(study_dir).resolve())},
                  log=Path(study_dir)/'report.log')
-    rep = html_report(nb, Path(study_dir)/'report.html')
+    rep = html_report(nb, Path(study_dir)/'report.html', title=f'BabyVLM study: {Path(study_dir).name}')
     echo(f"[study] wrote {rep}")
     return rep
 

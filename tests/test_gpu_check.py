@@ -1,5 +1,5 @@
 "benchmarks/gpu_check.py (issue 6): its CPU smoke mode trains every paper-profile model a few steps and prints the table."
-import importlib.util, json, time
+import importlib.util, json
 from pathlib import Path
 import pytest
 
@@ -14,9 +14,7 @@ def _gpu_check():
 
 def test_cpu_smoke(tmp_path, capsys):
     gc = _gpu_check()
-    t0 = time.perf_counter()
     rows = gc.main(['--device', 'cpu', '--steps', '2', '--batch', '2', '--json', str(tmp_path/'r.json')])
-    assert time.perf_counter() - t0 < 60
     out = capsys.readouterr().out
     assert '== gpu_check results' in out and 'samples/s' in out and 'MFU' in out and 'peak GiB' in out
     assert [r['model'] for r in rows] == ['cvcl_resnext50', 'babyllava_p2_vision', 'babyllava_p2_cached']

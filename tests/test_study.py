@@ -1,41 +1,12 @@
 "The papermill path end to end: profile -> runs -> metrics -> report, failures, determinism, the CLI."
-import json, shutil, subprocess, sys
+import json, subprocess, sys
 from pathlib import Path
 import pytest
 from babyvlm.study import run_study, run_one, load_params, load_params_file, run_dir, collect_runs
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-# the quick profile made smaller still, so the whole path runs in a couple of minutes on 2 cores
-TINY = [f'{f}.train.{k}={v}' for f in ('contrastive', 'hybrid', 'reference') for k, v in (('max_steps', 30), ('eval_every', 15), ('ckpt_every', 15))] + [
-        'eval.n_boot=200'] + [
-        f'{f}.{ph}.{k}={v}' for f in ('generative', 'generative_llama') for ph, n in (('ssl_train', 20), ('language', 40), ('projector', 20), ('full', 30))
-        for k, v in (('max_steps', n), ('eval_every', 10), ('ckpt_every', 20))] + [
-        'eval.n_boot=200',
-        'world.labeled_s_per_category=10', 'world.n_vtwt=60', 'world.n_winoground=24', 'world.n_captions=22',
-        'world.n_web=200', 'world.real_photo_trials_per_image=1']
-
-
-@pytest.fixture(scope='module')
-def params_root(tmp_path_factory):
-    "A copy of params/ with an extra condition whose model cannot be built, to exercise failures."
-    root = tmp_path_factory.mktemp('params')
-    shutil.copytree(ROOT/'params', root, dirs_exist_ok=True)
-    (root/'conditions'/'broken.yaml').write_text('description: a model config that does not exist\n'
-                                                 'family: contrastive\ndata:\n  sources: [home]\ncontrastive:\n  model:\n    arch: no-such-architecture\n')
-    return root
-
-
-@pytest.fixture(scope='module')
-def study(tmp_path_factory, params_root):
-    import os
-    os.environ['BABYVLM_PARAMS'] = str(params_root)
-    out = tmp_path_factory.mktemp('outputs')
-    # one run at a time, with the threads the determinism test's rerun gets (float rounding depends on the thread count)
-    res = run_study('quick', conditions=['home', 'reference', 'broken'], seeds=[0], overrides=TINY + ['jobs=1'], out_root=out,
-                    echo=lambda *a: None)
-    yield res
-    del os.environ['BABYVLM_PARAMS']
+from conftest import TINY   # the tiny study (the fixtures `params_root` and `study` live in conftest.py, shared with test_browser.py)
 
 
 def test_study_writes_runs_and_report(study):
