@@ -1,22 +1,25 @@
 """The study answers its questions: per-item outcomes of real run folders agree with their metrics, a data-scaling
 study (two shares x two seeds) reaches the report's scaling section, and the Claims section is computed from the runs
 (issue 14)."""
-import json, re
+import json, os, re
 import numpy as np
 import pytest
-from test_study import TINY, params_root   # noqa: F401  (the fixture)
+from conftest import TINY   # the tiny study's overrides (the fixture `params_root` lives in conftest.py)
 from babyvlm.study import run_study, run_dir, collect_runs, load_params
 from babyvlm.claims import item_outcomes, pooled_estimate, paired_difference, claims_table, paper_results
 
 
 @pytest.fixture(scope='module')
 def scaling(tmp_path_factory, params_root):
-    import os
-    os.environ['BABYVLM_PARAMS'] = str(params_root)
     out = tmp_path_factory.mktemp('scaling')
-    cwd = os.getcwd()
-    res = run_study('quick', conditions=['scale_50', 'scale_100'], seeds=[0, 1],
-                    overrides=TINY + ['families=[contrastive]', 'transfer.reference_steps=50'], out_root=out, echo=lambda m: None)
+    cwd, saved = os.getcwd(), os.environ.get('BABYVLM_PARAMS')
+    os.environ['BABYVLM_PARAMS'] = str(params_root)
+    try:   # two runs at a time (the quick profile's jobs)
+        res = run_study('quick', conditions=['scale_50', 'scale_100'], seeds=[0, 1],
+                        overrides=TINY + ['families=[contrastive]', 'transfer.reference_steps=50'], out_root=out, echo=lambda m: None)
+    finally:
+        if saved is None: os.environ.pop('BABYVLM_PARAMS', None)
+        else: os.environ['BABYVLM_PARAMS'] = saved
     assert res['ok'], res['runs']
     # two runs at a time: papermill's per-kernel changes of the working directory must not leave this process elsewhere
     assert os.getcwd() == cwd
