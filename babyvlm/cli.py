@@ -84,6 +84,17 @@ def build_parser() -> argparse.ArgumentParser:
     src = e.add_mutually_exclusive_group(required=True)
     src.add_argument('--run', type=Path, metavar='DIR', help='a trained run folder of any family (model_config.json names it)')
     src.add_argument('--open-clip', metavar='ARCH', help='an open_clip architecture name, e.g. ViT-B-32')
+    src.add_argument('--babyllava', type=Path, metavar='DIR', help="the authors' released BabyLLaVA-GPT2 Hugging Face folder (config.json "
+                     "of model_type llava_gpt2, model.safetensors, tokenizer.json), scored as babylmms-eval scores it; nothing in it runs")
+    src.add_argument('--cvcl', type=Path, metavar='FILE', help="CVCL's Lightning .ckpt, read through a restricted unpickler (no code "
+                     "in it runs), scored as CVCL scores (mean word embeddings with <sos>/<eos>, cosine)")
+    e.add_argument('--dino', type=Path, metavar='FILE', help="with --babyllava or --cvcl: the vision tower's weights from Orhan et al.'s "
+                   "DINO checkpoint (its `teacher`) instead of the model's own")
+    e.add_argument('--vocab', type=Path, metavar='FILE', help="with --cvcl: its vocabulary (CVCL's vocab.json; default: the one shipped, "
+                   "CVCL's 2,350 words)")
+    e.add_argument('--ties', choices=['strict', 'harness'], help="tie rule: strict (a tie is wrong) or harness (babylmms-eval's: "
+                   "Labeled-S and VTWT ties go to the first best, Baby Winoground ties are wrong); default: the run's, else strict")
+
     e.add_argument('--checkpoint', type=Path, metavar='FILE', help='open_clip weights from a local file (.safetensors or a '
                    'state dict; never unpickles code); without it the model is randomly initialised')
     e.add_argument('--profile', help="profile whose embedded world is scored (default: the world of the run folder's params.yaml, "
@@ -106,12 +117,17 @@ def _evaluate(args) -> int:
     from babyvlm.evaluate import EvalConfig, ContrastiveScorer, evaluate_items, retrieval_captioner, write_results
     set_offline(); seed_everything(0)   # (fixes torch's CPU threads, as in a study run: float rounding depends on them)
     if args.babylmms and not args.images: return _fail("evaluate: --babylmms needs --images")
+    if args.images and not args.babylmms: return _fail("evaluate: --images goes with --babylmms (the item files)")
+    if args.checkpoint and not args.open_clip: return _fail("evaluate: --checkpoint is the weights of --open-clip")
+    if args.dino and not (args.babyllava or args.cvcl): return _fail("evaluate: --dino replaces the vision tower of --babyllava or --cvcl")
+    if args.vocab and not args.cvcl: return _fail("evaluate: --vocab is the vocabulary of --cvcl")
     from dataclasses import replace
     from babyvlm.study import load_params, load_params_file
     own = Path(args.run)/'params.yaml' if args.run else None
     own_p = load_params_file(own) if own is not None and own.exists() else None   # a run folder is scored as its study scored it
     cfg = own_p.eval if own_p is not None else EvalConfig()
     if args.batch_size: cfg = replace(cfg, batch_size=args.batch_size)
+    if args.ties: cfg = replace(cfg, ties=args.ties)
     world = None
     if args.babylmms:
         from babyvlm.benchmarks import load_babylmms
@@ -142,6 +158,25 @@ def _evaluate(args) -> int:
                   "own references (an optimistic bound, not the study's number)", file=sys.stderr)
         res, preds, controls = score_run(loaded, items, cfg, candidates=cands, prior_texts=prior, out_dir=args.out)
         meta = dict(family=fam.name, run=str(args.run), caption_kind=fam.caption_kind)
+    elif args.babyllava or args.cvcl:
+        from babyvlm.realdata import RealDataError
+        from babyvlm import released as R
+        try:
+            if args.babyllava:
+                model, tok = R.load_released_babyllava(args.babyllava, dino=args.dino)
+                scorer = R.released_babyllava_scorer(model, tok, cfg.batch_size)
+                gen = lambda ims: scorer.generate(ims, max_new_tokens=25)   # the harness's greedy captions
+                meta = dict(family='released_babyllava', source=str(args.babyllava), caption_kind='generated')
+            else:
+                model, vocab, pre = R.load_cvcl_checkpoint(args.cvcl, args.vocab or R.CVCL_VOCAB, dino=args.dino)
+                scorer = R.cvcl_scorer(model, vocab, pre, cfg.batch_size)
+                gen = retrieval_captioner(scorer, refs) if refs else None   # a contrastive model captions by retrieval
+                meta = dict(family='released_cvcl', source=str(args.cvcl), caption_kind='retrieved')
+        except (RealDataError, FileNotFoundError) as err: return _fail(f"evaluate: {err}")
+        meta.update(dino=str(args.dino) if args.dino else None,
+                    tower=model.vision.spec['arch'] if args.babyllava else model.model_cfg['vision_cfg']['timm_model_name'])
+
+        res, preds = evaluate_items(scorer, items, cfg, generate_fn=gen if 'saycam_caption' in items else None, out_dir=args.out)
     else:
         import open_clip
         if args.checkpoint:
@@ -152,12 +187,18 @@ def _evaluate(args) -> int:
         gen = retrieval_captioner(scorer, refs) if refs else None   # a contrastive model captions by retrieval
         res, preds = evaluate_items(scorer, items, cfg, generate_fn=gen, out_dir=args.out)
         meta = dict(family='open_clip', arch=args.open_clip, caption_kind='retrieved')
-    write_results(args.out, {**res, 'controls': controls, **meta}, [])
+    write_results(args.out, {**res, 'controls': controls, **meta, 'ties': cfg.ties}, [])
     (Path(args.out)/'predictions.jsonl').unlink(missing_ok=True)   # per-benchmark files hold the predictions
     for n, m in res.items():
         b = controls.get('blind', {}).get(n)
         extra = f"  blind {b.get('accuracy', b.get('meteor')):.3f}" if b else ''
         print(f"{n:<16} {m.get('accuracy', m.get('meteor')):.3f} [{m['ci_low']:.3f}, {m['ci_high']:.3f}]  n={m.get('n_items', m.get('n_trials'))}{extra}")
+    if args.babyllava or args.cvcl:
+        from babyvlm.released import paper_table
+        label = f"{'BabyLLaVA' if args.babyllava else 'CVCL'} from {Path(args.babyllava or args.cvcl).name}"
+        note = {'saycam_caption': ' (retrieved)'} if meta['caption_kind'] == 'retrieved' else None
+        print(paper_table(res, label, 'babyllava' if args.babyllava else 'cvcl', cfg.ties, note))
+    else: print(f"ties: {cfg.ties}")
     return 0
 
 def _train(args) -> int:
