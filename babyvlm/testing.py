@@ -349,7 +349,8 @@ class RunsCode:
 
 def write_babylmms_fixture(root, # folder to write: CSVs side by side, images in the harness layout under root/images
                            counts:dict|None=None, # items per benchmark (default: the paper's 2,200 / 967 / 365 / 294)
-                           n_images:int=40, # distinct image files per folder (items reuse them, as small images)
+                           n_images:int=40, # distinct image files per folder (per category for Labeled-S); items reuse them
+
                            size:int=16, # side of the images
                            seed:int=0, # the draw
                           ) -> tuple[Path, Path]:
@@ -383,14 +384,15 @@ def write_babylmms_fixture(root, # folder to write: CSVs side by side, images in
     write('vtwt', rows)
     rows = []
     for k in range(counts['baby_winoground']):
-        a, b, c, d = rng.choice(words, 4, replace=False); f = frame(k)
+        a, b, c, d = rng.choice(words, 4, replace=False); f = frame(k % n_images)
         pic(babylmms_image_dir(img, 'baby_winoground', 'positive')/f); neg = f.replace('.jpg', '_neg.jpeg')
         pic(babylmms_image_dir(img, 'baby_winoground', 'negative')/neg)
         rows += [[k, f"{a} {b}", f"{c} {d}", f, 'positive'], [k, f"{a} {b}", f"{c} {d}", neg, 'negative']]
     write('baby_winoground', rows)
     rows = []
     for k in range(counts['saycam_caption']):
-        f = frame(1000 + k); pic(babylmms_image_dir(img, 'saycam_caption')/f)
+        f = frame(1000 + k % n_images); pic(babylmms_image_dir(img, 'saycam_caption')/f)
+
         rows.append([f, ' '.join(rng.choice(words, int(rng.integers(2, 9)))) + ' .'])
     write('saycam_caption', rows)
     return root, img
