@@ -104,6 +104,21 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument('--benchmarks', nargs='+', metavar='NAME', help='benchmarks to score (default: every one available)')
     e.add_argument('--batch-size', type=int, help="scorer batch size (scores do not depend on it; default: the run's, else 64)")
     e.add_argument('--out', type=Path, required=True, metavar='DIR', help='folder for the metrics and predictions')
+    au = sub.add_parser('audit', help="leakage audit: each benchmark image's nearest training image, by time and by embedding",
+                        description="For every benchmark image, its nearest training image by time (SAYCam frame names "
+                        "S_YYYYMMDD_HHMM_SS_UUU_FF: same recording, same clip within N seconds) and by a frozen encoder's "
+                        "embedding (cosine above --threshold = near duplicate); counts per benchmark with examples. With --train "
+                        "and --babylmms/--images: the paper's item files against your training frames; without: the embedded "
+                        "world of --profile (assets shared with training pictures, and near duplicates). Writes audit.json to --out.")
+    au.add_argument('--train', type=Path, metavar='DIR', help='folder of training frames (searched recursively for .jpg/.jpeg/.png)')
+    au.add_argument('--babylmms', type=Path, metavar='DIR', help="the paper's item files (with --images and --train)")
+    au.add_argument('--images', type=Path, metavar='DIR', help='image root of the item files')
+    au.add_argument('--profile', help='profile whose embedded world is audited (default: quick; not with --train)')
+    au.add_argument('--within-seconds', type=float, help='with --train: same clip, at most this many seconds apart (default: 10)')
+    au.add_argument('--fps', type=float, help="with --train: frame rate of the frame names (default: 5, CVCL's)")
+    au.add_argument('--threshold', type=float, default=0.95, help='near-duplicate cosine (default: %(default)s)')
+    au.add_argument('--no-embedding', action='store_true', help='the time audit only (no encoder pass over the images)')
+    au.add_argument('--out', type=Path, metavar='DIR', help='write audit.json here')
     return ap
 
 # %% ../nbs/41_cli.ipynb #d689d54e
@@ -199,6 +214,36 @@ def _evaluate(args) -> int:
         note = {'saycam_caption': ' (retrieved)'} if meta['caption_kind'] == 'retrieved' else None
         print(paper_table(res, label, 'babyllava' if args.babyllava else 'cvcl', cfg.ties, note))
     else: print(f"ties: {cfg.ties}")
+    return 0
+
+def _audit(args) -> int:
+    "The `audit` command: the leakage audit of the paper's item files against training frames, or of the embedded world."
+    import json
+    from babyvlm.core import set_offline, seed_everything
+    from babyvlm.audit import audit_items, audit_world, format_audit
+    set_offline(); seed_everything(0)
+    if args.train or args.babylmms or args.images:
+        if not (args.train and args.babylmms and args.images): return _fail("audit: --train, --babylmms and --images go together")
+        if args.profile: return _fail("audit: --profile names the embedded world; it is not read with --train")
+        if not args.train.is_dir(): return _fail(f"audit: --train {args.train}: not a folder")
+        from babyvlm.benchmarks import load_babylmms
+        train = sorted(p for p in args.train.rglob('*') if p.suffix.lower() in ('.jpg', '.jpeg', '.png'))
+        if not train: return _fail(f"audit: no .jpg/.jpeg/.png under {args.train}")
+        res = audit_items(load_babylmms(args.babylmms, args.images), train, False if args.no_embedding else None,
+                          within_seconds=args.within_seconds or 10.0, threshold=args.threshold, fps=args.fps or 5.0)
+    else:
+        if args.no_embedding or args.within_seconds or args.fps:
+            return _fail("audit: --no-embedding, --within-seconds and --fps are about frame names: they go with --train")
+        from babyvlm.study import load_params
+        from babyvlm.world import build_world
+        from babyvlm.items import build_benchmarks
+        w = build_world(load_params(args.profile or 'quick').world, progress=False)
+        res = audit_world(w, build_benchmarks(w, progress=False), threshold=args.threshold)
+
+    print(format_audit(res))
+    if args.out:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        (Path(args.out)/'audit.json').write_text(json.dumps(res, indent=1, sort_keys=True, default=str) + '\n')
     return 0
 
 def _train(args) -> int:
@@ -298,6 +343,8 @@ def main(argv:list[str]|None=None) -> int:
             print(w.root)
             return 0
         if args.command == 'evaluate': return _evaluate(args)
+        if args.command == 'audit': return _audit(args)
+
         if args.command == 'train': return _train(args)
         if args.command == 'benchmarks':
             from babyvlm.benchmarks import inspect_babylmms, format_inspection
