@@ -133,6 +133,8 @@ def _evaluate(args) -> int:
     set_offline(); seed_everything(0)   # (fixes torch's CPU threads, as in a study run: float rounding depends on them)
     if args.babylmms and not args.images: return _fail("evaluate: --babylmms needs --images")
     if args.images and not args.babylmms: return _fail("evaluate: --images goes with --babylmms (the item files)")
+    if args.profile and args.babylmms: return _fail("evaluate: --profile names the embedded world; with --babylmms the item files are scored")
+
     if args.checkpoint and not args.open_clip: return _fail("evaluate: --checkpoint is the weights of --open-clip")
     if args.dino and not (args.babyllava or args.cvcl): return _fail("evaluate: --dino replaces the vision tower of --babyllava or --cvcl")
     if args.vocab and not args.cvcl: return _fail("evaluate: --vocab is the vocabulary of --cvcl")

@@ -206,6 +206,8 @@ def test_cli_refuses_options_it_would_ignore(files, capsys):
     for argv, msg in ((['--babyllava', str(files['bl']), '--checkpoint', 'f'], '--checkpoint is the weights of --open-clip'),
                       (['--open-clip', 'ViT-B-32', '--dino', 'f'], '--dino replaces the vision tower'),
                       (['--babyllava', str(files['bl']), '--vocab', 'v'], '--vocab is the vocabulary of --cvcl'),
+                      (['--cvcl', str(files['cvcl']), '--profile', 'quick', '--babylmms', str(files['csv']), '--images', str(files['images'])],
+                       '--profile names the embedded world'),
                       (['--babyllava', str(files['root']/'nothing'), '--babylmms', str(files['csv']), '--images', str(files['images'])], 'not a folder')):
         assert main(base + argv) == 2
         assert msg in capsys.readouterr().err
