@@ -84,6 +84,17 @@ def build_parser() -> argparse.ArgumentParser:
     src = e.add_mutually_exclusive_group(required=True)
     src.add_argument('--run', type=Path, metavar='DIR', help='a trained run folder of any family (model_config.json names it)')
     src.add_argument('--open-clip', metavar='ARCH', help='an open_clip architecture name, e.g. ViT-B-32')
+    src.add_argument('--babyllava', type=Path, metavar='DIR', help="the authors' released BabyLLaVA-GPT2 Hugging Face folder (config.json "
+                     "of model_type llava_gpt2, model.safetensors, tokenizer.json), scored as babylmms-eval scores it; nothing in it runs")
+    src.add_argument('--cvcl', type=Path, metavar='FILE', help="CVCL's Lightning .ckpt, read through a restricted unpickler (no code "
+                     "in it runs), scored as CVCL scores (mean word embeddings with <sos>/<eos>, cosine)")
+    e.add_argument('--dino', type=Path, metavar='FILE', help="with --babyllava or --cvcl: the vision tower's weights from Orhan et al.'s "
+                   "DINO checkpoint (its `teacher`) instead of the model's own")
+    e.add_argument('--vocab', type=Path, metavar='FILE', help="with --cvcl: its vocabulary (CVCL's vocab.json; default: the one shipped, "
+                   "CVCL's 2,350 words)")
+    e.add_argument('--ties', choices=['strict', 'harness'], help="tie rule: strict (a tie is wrong) or harness (babylmms-eval's: "
+                   "Labeled-S and VTWT ties go to the first best, Baby Winoground ties are wrong); default: the run's, else strict")
+
     e.add_argument('--checkpoint', type=Path, metavar='FILE', help='open_clip weights from a local file (.safetensors or a '
                    'state dict; never unpickles code); without it the model is randomly initialised')
     e.add_argument('--profile', help="profile whose embedded world is scored (default: the world of the run folder's params.yaml, "
@@ -93,6 +104,21 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument('--benchmarks', nargs='+', metavar='NAME', help='benchmarks to score (default: every one available)')
     e.add_argument('--batch-size', type=int, help="scorer batch size (scores do not depend on it; default: the run's, else 64)")
     e.add_argument('--out', type=Path, required=True, metavar='DIR', help='folder for the metrics and predictions')
+    au = sub.add_parser('audit', help="leakage audit: each benchmark image's nearest training image, by time and by embedding",
+                        description="For every benchmark image, its nearest training image by time (SAYCam frame names "
+                        "S_YYYYMMDD_HHMM_SS_UUU_FF: same recording, same clip within N seconds) and by a frozen encoder's "
+                        "embedding (cosine above --threshold = near duplicate); counts per benchmark with examples. With --train "
+                        "and --babylmms/--images: the paper's item files against your training frames; without: the embedded "
+                        "world of --profile (assets shared with training pictures, and near duplicates). Writes audit.json to --out.")
+    au.add_argument('--train', type=Path, metavar='DIR', help='folder of training frames (searched recursively for .jpg/.jpeg/.png)')
+    au.add_argument('--babylmms', type=Path, metavar='DIR', help="the paper's item files (with --images and --train)")
+    au.add_argument('--images', type=Path, metavar='DIR', help='image root of the item files')
+    au.add_argument('--profile', help='profile whose embedded world is audited (default: quick; not with --train)')
+    au.add_argument('--within-seconds', type=float, help='with --train: same clip, at most this many seconds apart (default: 10)')
+    au.add_argument('--fps', type=float, help="with --train: frame rate of the frame names (default: 5, CVCL's)")
+    au.add_argument('--threshold', type=float, default=0.95, help='near-duplicate cosine (default: %(default)s)')
+    au.add_argument('--no-embedding', action='store_true', help='the time audit only (no encoder pass over the images)')
+    au.add_argument('--out', type=Path, metavar='DIR', help='write audit.json here')
     return ap
 
 # %% ../nbs/41_cli.ipynb #d689d54e
@@ -106,12 +132,19 @@ def _evaluate(args) -> int:
     from babyvlm.evaluate import EvalConfig, ContrastiveScorer, evaluate_items, retrieval_captioner, write_results
     set_offline(); seed_everything(0)   # (fixes torch's CPU threads, as in a study run: float rounding depends on them)
     if args.babylmms and not args.images: return _fail("evaluate: --babylmms needs --images")
+    if args.images and not args.babylmms: return _fail("evaluate: --images goes with --babylmms (the item files)")
+    if args.profile and args.babylmms: return _fail("evaluate: --profile names the embedded world; with --babylmms the item files are scored")
+
+    if args.checkpoint and not args.open_clip: return _fail("evaluate: --checkpoint is the weights of --open-clip")
+    if args.dino and not (args.babyllava or args.cvcl): return _fail("evaluate: --dino replaces the vision tower of --babyllava or --cvcl")
+    if args.vocab and not args.cvcl: return _fail("evaluate: --vocab is the vocabulary of --cvcl")
     from dataclasses import replace
     from babyvlm.study import load_params, load_params_file
     own = Path(args.run)/'params.yaml' if args.run else None
     own_p = load_params_file(own) if own is not None and own.exists() else None   # a run folder is scored as its study scored it
     cfg = own_p.eval if own_p is not None else EvalConfig()
     if args.batch_size: cfg = replace(cfg, batch_size=args.batch_size)
+    if args.ties: cfg = replace(cfg, ties=args.ties)
     world = None
     if args.babylmms:
         from babyvlm.benchmarks import load_babylmms
@@ -142,6 +175,25 @@ def _evaluate(args) -> int:
                   "own references (an optimistic bound, not the study's number)", file=sys.stderr)
         res, preds, controls = score_run(loaded, items, cfg, candidates=cands, prior_texts=prior, out_dir=args.out)
         meta = dict(family=fam.name, run=str(args.run), caption_kind=fam.caption_kind)
+    elif args.babyllava or args.cvcl:
+        from babyvlm.realdata import RealDataError
+        from babyvlm import released as R
+        try:
+            if args.babyllava:
+                model, tok = R.load_released_babyllava(args.babyllava, dino=args.dino)
+                scorer = R.released_babyllava_scorer(model, tok, cfg.batch_size)
+                gen = lambda ims: scorer.generate(ims, max_new_tokens=25)   # the harness's greedy captions
+                meta = dict(family='released_babyllava', source=str(args.babyllava), caption_kind='generated')
+            else:
+                model, vocab, pre = R.load_cvcl_checkpoint(args.cvcl, args.vocab or R.CVCL_VOCAB, dino=args.dino)
+                scorer = R.cvcl_scorer(model, vocab, pre, cfg.batch_size)
+                gen = retrieval_captioner(scorer, refs) if refs else None   # a contrastive model captions by retrieval
+                meta = dict(family='released_cvcl', source=str(args.cvcl), caption_kind='retrieved')
+        except (RealDataError, FileNotFoundError) as err: return _fail(f"evaluate: {err}")
+        meta.update(dino=str(args.dino) if args.dino else None,
+                    tower=model.vision.spec['arch'] if args.babyllava else model.model_cfg['vision_cfg']['timm_model_name'])
+
+        res, preds = evaluate_items(scorer, items, cfg, generate_fn=gen if 'saycam_caption' in items else None, out_dir=args.out)
     else:
         import open_clip
         if args.checkpoint:
@@ -152,12 +204,48 @@ def _evaluate(args) -> int:
         gen = retrieval_captioner(scorer, refs) if refs else None   # a contrastive model captions by retrieval
         res, preds = evaluate_items(scorer, items, cfg, generate_fn=gen, out_dir=args.out)
         meta = dict(family='open_clip', arch=args.open_clip, caption_kind='retrieved')
-    write_results(args.out, {**res, 'controls': controls, **meta}, [])
+    write_results(args.out, {**res, 'controls': controls, **meta, 'ties': cfg.ties}, [])
     (Path(args.out)/'predictions.jsonl').unlink(missing_ok=True)   # per-benchmark files hold the predictions
     for n, m in res.items():
         b = controls.get('blind', {}).get(n)
         extra = f"  blind {b.get('accuracy', b.get('meteor')):.3f}" if b else ''
         print(f"{n:<16} {m.get('accuracy', m.get('meteor')):.3f} [{m['ci_low']:.3f}, {m['ci_high']:.3f}]  n={m.get('n_items', m.get('n_trials'))}{extra}")
+    if args.babyllava or args.cvcl:
+        from babyvlm.released import paper_table
+        label = f"{'BabyLLaVA' if args.babyllava else 'CVCL'} from {Path(args.babyllava or args.cvcl).name}"
+        note = {'saycam_caption': ' (retrieved)'} if meta['caption_kind'] == 'retrieved' else None
+        print(paper_table(res, label, 'babyllava' if args.babyllava else 'cvcl', cfg.ties, note))
+    else: print(f"ties: {cfg.ties}")
+    return 0
+
+def _audit(args) -> int:
+    "The `audit` command: the leakage audit of the paper's item files against training frames, or of the embedded world."
+    import json
+    from babyvlm.core import set_offline, seed_everything
+    from babyvlm.audit import audit_items, audit_world, format_audit
+    set_offline(); seed_everything(0)
+    if args.train or args.babylmms or args.images:
+        if not (args.train and args.babylmms and args.images): return _fail("audit: --train, --babylmms and --images go together")
+        if args.profile: return _fail("audit: --profile names the embedded world; it is not read with --train")
+        if not args.train.is_dir(): return _fail(f"audit: --train {args.train}: not a folder")
+        from babyvlm.benchmarks import load_babylmms
+        train = sorted(p for p in args.train.rglob('*') if p.suffix.lower() in ('.jpg', '.jpeg', '.png'))
+        if not train: return _fail(f"audit: no .jpg/.jpeg/.png under {args.train}")
+        res = audit_items(load_babylmms(args.babylmms, args.images), train, False if args.no_embedding else None,
+                          within_seconds=args.within_seconds or 10.0, threshold=args.threshold, fps=args.fps or 5.0)
+    else:
+        if args.no_embedding or args.within_seconds or args.fps:
+            return _fail("audit: --no-embedding, --within-seconds and --fps are about frame names: they go with --train")
+        from babyvlm.study import load_params
+        from babyvlm.world import build_world
+        from babyvlm.items import build_benchmarks
+        w = build_world(load_params(args.profile or 'quick').world, progress=False)
+        res = audit_world(w, build_benchmarks(w, progress=False), threshold=args.threshold)
+
+    print(format_audit(res))
+    if args.out:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        (Path(args.out)/'audit.json').write_text(json.dumps(res, indent=1, sort_keys=True, default=str) + '\n')
     return 0
 
 def _train(args) -> int:
@@ -257,6 +345,8 @@ def main(argv:list[str]|None=None) -> int:
             print(w.root)
             return 0
         if args.command == 'evaluate': return _evaluate(args)
+        if args.command == 'audit': return _audit(args)
+
         if args.command == 'train': return _train(args)
         if args.command == 'benchmarks':
             from babyvlm.benchmarks import inspect_babylmms, format_inspection

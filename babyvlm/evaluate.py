@@ -18,12 +18,12 @@ from .models.vision import uint8_batch
 from .models.generative import build_labels, lm_loss, token_ce, greedy_decode
 
 # %% auto #0
-__all__ = ['WINOGROUND_CHANCE', 'BENCHMARKS', 'GENERATIVE_BENCHMARKS', 'distinct_images', 'Scorer', 'ContrastiveScorer',
-           'greedy_captions', 'LikelihoodScorer', 'GenerativeScorer', 'CoCaScorer', 'BlankImageScorer', 'bootstrap_ci',
-           'image_dependence', 'EvalConfig', 'evaluate_labeled_s', 'evaluate_vtwt', 'winoground_outcomes',
-           'evaluate_winoground', 'meteor_tokens', 'tokens_may_differ', 'meteor', 'evaluate_captioning',
-           'write_results', 'evaluate_real_photos', 'evaluate_items', 'evaluate', 'TextPriorScorer',
-           'retrieval_captioner', 'frequent_captioner']
+__all__ = ['TIE_RULES', 'WINOGROUND_CHANCE', 'BENCHMARKS', 'GENERATIVE_BENCHMARKS', 'distinct_images', 'Scorer',
+           'ContrastiveScorer', 'greedy_captions', 'LikelihoodScorer', 'GenerativeScorer', 'CoCaScorer',
+           'BlankImageScorer', 'bootstrap_ci', 'image_dependence', 'EvalConfig', 'evaluate_labeled_s', 'evaluate_vtwt',
+           'winoground_outcomes', 'evaluate_winoground', 'meteor_tokens', 'tokens_may_differ', 'meteor',
+           'evaluate_captioning', 'write_results', 'evaluate_real_photos', 'evaluate_items', 'evaluate',
+           'TextPriorScorer', 'retrieval_captioner', 'frequent_captioner']
 
 # %% ../nbs/31_evaluate.ipynb #7f369859
 def distinct_images(images, # a list of PIL images / paths, or a `LazyImages`
@@ -86,6 +86,7 @@ def greedy_captions(images:Sequence, # images to caption
                     batch_size:int, # images per batch
                     max_new_tokens:int, # most tokens per caption (`<eos>` included)
                     device=None, # where the ids live
+                    min_new_tokens:int=1, # `<eos>` is not allowed before this many tokens (0: as Hugging Face's `generate`)
                    ) -> list[str]:
     "Greedy captions of `images`, batch by batch (each batch's images are read once); shared by every generative scorer."
     if max_new_tokens > tokenizer.context_length - 1:
@@ -93,7 +94,7 @@ def greedy_captions(images:Sequence, # images to caption
     caps = []
     for i in range(0, len(images), batch_size):
         chunk = images[i:i + batch_size]
-        caps += [tokenizer.decode(r) for r in greedy_decode(prepare(chunk), len(chunk), max_new_tokens, device)]
+        caps += [tokenizer.decode(r) for r in greedy_decode(prepare(chunk), len(chunk), max_new_tokens, device, min_new_tokens)]
     return caps
 
 def _check_pairs_arg(images, texts):
@@ -101,6 +102,7 @@ def _check_pairs_arg(images, texts):
 
 class LikelihoodScorer:
     "Shared by the generative scorers: minus the mean token cross-entropy of each text, batch by batch; greedy captions."
+    min_new_tokens = 1 # captions have at least one word (a scorer may set 0: `<eos>` first gives an empty caption)
     def __init__(self, model, tokenizer, batch_size:int=64, device=None):
         self.model, self.tok, self.batch_size = model.eval(), tokenizer, int(batch_size)
         self.device = device or next(model.parameters()).device
@@ -124,7 +126,8 @@ class LikelihoodScorer:
                  max_new_tokens:int=25, # most tokens per caption (`<eos>` included)
                 ) -> list[str]:
         "Greedy captions from `<sos>` (after the image, for BabyLLaVA's empty prompt)."
-        return greedy_captions(images, self._next_logits, self.tok, self.batch_size, max_new_tokens, self.device)
+        return greedy_captions(images, self._next_logits, self.tok, self.batch_size, max_new_tokens, self.device, self.min_new_tokens)
+
 
 class GenerativeScorer(LikelihoodScorer):
     "Minus the mean per-token cross-entropy of a text (+`<eos>`) given the image (BabyLLaVA); greedy captions."
@@ -139,7 +142,8 @@ class GenerativeScorer(LikelihoodScorer):
 
     def _features(self, images) -> torch.Tensor|None:
         if self.blind: return None
-        return self.model.vision(uint8_batch([im.convert('RGB') for im in images], self.model.vision.image_size).to(self.device))
+        return self.model.vision(self.model.vision.pixels([im.convert('RGB') for im in images]).to(self.device))
+
 
     @torch.no_grad()
     def score(self, images:Sequence[Image.Image], # images
@@ -272,6 +276,13 @@ class EvalConfig:
     ci:float = 0.95 # interval coverage
     seed:int = 0 # bootstrap seed
     prompt:str = '{}' # text for a Labeled-S category ('{}' = the category word)
+    ties:str = 'strict' # 'strict': a tie is wrong everywhere; 'harness': babylmms-eval's rule (Labeled-S, VTWT: the first best wins)
+
+TIE_RULES = ('strict', 'harness')
+
+def _tie_rule(cfg:EvalConfig) -> str:
+    if cfg.ties not in TIE_RULES: raise ValueError(f"EvalConfig.ties must be one of {TIE_RULES}, got {cfg.ties!r}")
+    return cfg.ties
 
 def _check_trial(t, i):
     for f in ('trial_id', 'target_category', 'images', 'categories', 'target'):
@@ -293,6 +304,7 @@ def evaluate_labeled_s(scorer:Scorer, # scores (image, text) pairs
     cfg = cfg or EvalConfig()
     if not len(trials): raise ValueError("evaluate_labeled_s: no trials")
     for i, t in enumerate(trials): _check_trial(t, i)
+    rule = _tie_rule(cfg)
     images = LazyImages([im for t in trials for im in image_sources(t.images)])
     texts = [cfg.prompt.format(t.target_category) for t in trials for _ in t.images]
     flat = np.asarray(scorer.score(images, texts), dtype=np.float64)
@@ -301,7 +313,8 @@ def evaluate_labeled_s(scorer:Scorer, # scores (image, text) pairs
     for t in trials:
         s = flat[o:o + len(t.images)]; o += len(t.images)
         others = np.delete(s, t.target)
-        correct = bool(np.all(s[t.target] > others))
+        # harness: the first row of lowest loss (highest score) wins, so a tie goes to the target when it comes first
+        correct = bool(np.argmax(s) == t.target) if rule == 'harness' else bool(np.all(s[t.target] > others))
         preds.append(dict(trial_id=str(t.trial_id), target_category=t.target_category, categories=list(t.categories),
                           target=int(t.target), scores=[float(x) for x in s], chosen=int(np.argmax(s)), correct=correct,
                           tie=bool(np.any(s[t.target] == others) and s[t.target] >= others.max())))
@@ -311,8 +324,9 @@ def evaluate_labeled_s(scorer:Scorer, # scores (image, text) pairs
            for i, k in enumerate(cats)}
     m = dict(benchmark='labeled_s', chance=1 / len(trials[0].images), n_trials=len(preds), n_correct=int(c.sum()),
              n_ties=int(sum(p['tie'] for p in preds)), **_acc_block(c, cfg, cfg.seed), per_category=per,
-             n_boot=cfg.n_boot, ci=cfg.ci, prompt=cfg.prompt)
+             n_boot=cfg.n_boot, ci=cfg.ci, prompt=cfg.prompt, ties=rule)
     return m, preds
+
 
 # %% ../nbs/31_evaluate.ipynb #4e198d48
 def _check_fields(it, i:int, what:str, fields:tuple):
@@ -343,17 +357,18 @@ def evaluate_vtwt(scorer:Scorer, # scores (image, text) pairs, higher = better
     cfg = cfg or EvalConfig()
     if not len(items): raise ValueError("evaluate_vtwt: no items")
     for i, it in enumerate(items): _check_fields(it, i, 'VTWT item', ('item_id', 'image', 'positive', 'negative'))
+    harness = _tie_rule(cfg) == 'harness'   # the harness's min over (positive, negative) takes the positive on a tie
     s = _pair_scores(scorer, [it.image for it in items for _ in range(2)],
                      [t for it in items for t in (it.positive, it.negative)], 'evaluate_vtwt').reshape(-1, 2)
     preds = [dict(item_id=str(it.item_id), image=_source_name(it.image), positive=it.positive, negative=it.negative,
                   kind=getattr(it, 'kind', ''), word_class=getattr(it, 'word_class', ''), score_positive=float(a),
-                  score_negative=float(b), correct=bool(a > b), tie=bool(a == b)) for it, (a, b) in zip(items, s)]
+                  score_negative=float(b), correct=bool(a >= b if harness else a > b), tie=bool(a == b)) for it, (a, b) in zip(items, s)]
     c = np.array([p['correct'] for p in preds], dtype=np.float64)
     m = dict(benchmark='vtwt', chance=0.5, n_items=len(preds), n_correct=int(c.sum()), n_ties=int(sum(p['tie'] for p in preds)),
              n_nonfinite=int((~np.isfinite(s)).any(1).sum()), **_acc_block(c, cfg, cfg.seed),
              per_kind=_breakdown(preds, 'kind', 'correct', cfg, cfg.seed + 1, ('first', 'second', 'both', 'other')),
              per_word_class=_breakdown(preds, 'word_class', 'correct', cfg, cfg.seed + 11),
-             n_without_word_class=sum(not p['word_class'] for p in preds), n_boot=cfg.n_boot, ci=cfg.ci)
+             n_without_word_class=sum(not p['word_class'] for p in preds), n_boot=cfg.n_boot, ci=cfg.ci, ties=cfg.ties)
     return m, preds
 
 # %% ../nbs/31_evaluate.ipynb #94a2ed6e
@@ -392,7 +407,8 @@ def evaluate_winoground(scorer:Scorer, # scores (image, text) pairs, higher = be
     g = blocks['group']
     m = dict(benchmark='baby_winoground', headline='group', accuracy=g['accuracy'], ci_low=g['ci_low'], ci_high=g['ci_high'],
              chance=WINOGROUND_CHANCE['group'], n_items=len(preds), n_nonfinite=int((~np.isfinite(S)).any((1, 2)).sum()),
-             **blocks, n_boot=cfg.n_boot, ci=cfg.ci)
+             **blocks, n_boot=cfg.n_boot, ci=cfg.ci, ties=_tie_rule(cfg))   # strict under both rules, as the harness compares
+
     return m, preds
 
 # %% ../nbs/31_evaluate.ipynb #1ef97758

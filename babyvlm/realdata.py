@@ -246,17 +246,20 @@ def load_strict(module, # the module to fill
                 sd:dict, # its state dict
                 where:str, # name of the source, for errors
                 show:int=8, # keys named per kind of mismatch
+                name=None, # key -> how the source calls it, for errors (default: the key itself)
+                skip=(), # keys of `module` the source need not hold (tied weights, filled otherwise)
                ):
     "Load `sd` into `module`, raising `RealDataError` that names missing, unexpected and mis-shaped keys."
-    own = module.state_dict()
-    missing, unexpected = [k for k in own if k not in sd], [k for k in sd if k not in own]
-    shapes = [f"{k} {tuple(sd[k].shape)} vs {tuple(own[k].shape)}" for k in own if k in sd and sd[k].shape != own[k].shape]
+    own, nm = module.state_dict(), name or (lambda k: k)
+    missing, unexpected = [nm(k) for k in own if k not in sd and k not in skip], [nm(k) for k in sd if k not in own]
+    shapes = [f"{nm(k)} {tuple(sd[k].shape)} vs {tuple(own[k].shape)}" for k in own if k in sd and sd[k].shape != own[k].shape]
     if missing or unexpected or shapes:
         parts = [f"{len(x)} {n} key(s): {x[:show]}{' ...' if len(x) > show else ''}"
                  for n, x in (('missing', missing), ('unexpected', unexpected), ('mis-shaped', shapes)) if x]
         raise RealDataError(f"{where} does not fit {type(module).__name__}: " + '; '.join(parts))
-    module.load_state_dict(sd, strict=True)
+    module.load_state_dict(sd, strict=not skip)
     return module
+
 
 def load_dino_resnext50(path:Path|str, # Orhan et al.'s DINO checkpoint (or a backbone state dict)
                         arch:str='resnext50_32x4d', # torchvision builder of the backbone (tests use a smaller one)

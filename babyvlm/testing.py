@@ -14,7 +14,8 @@ from PIL import Image, ImageDraw
 # %% auto #0
 __all__ = ['TOY_SHAPES', 'TOY_COLOURS', 'TOY_TEMPLATES', 'SLURM_PROGRAMS', 'toy_image', 'toy_pairs', 'Interrupt', 'kill_at',
            'fake_reply', 'FakeChatServer', 'tiny_causal_lm', 'clustered_embeddings', 'RandomLiT', 'write_dino_fixture',
-           'LocalSlurm', 'local_slurm']
+           'write_babyllava_fixture', 'write_cvcl_fixture', 'RunsCode', 'write_babylmms_fixture', 'LocalSlurm',
+           'local_slurm']
 
 # %% ../nbs/90_testing.ipynb #5c73d67b
 TOY_SHAPES = ('ball', 'door', 'window', 'table')
@@ -230,6 +231,171 @@ def write_dino_fixture(path, # where to write the `.pth`
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(dict(teacher=sd, student=dict(sd), epoch=1), path)
     return path
+
+# %% ../nbs/90_testing.ipynb #b2e4a2f9
+def _cvcl_words() -> list:
+    import json
+    from babyvlm.core import PACKAGE_DIR
+    d = json.loads((PACKAGE_DIR/'data'/'cvcl_vocab.json').read_text())
+    return [w for w, _ in sorted(d.items(), key=lambda x: x[1])]
+
+def _tower_state(arch:str):
+    import torch, torchvision
+    m = torchvision.models.get_model(arch, weights=None); m.fc = torch.nn.Identity()
+    with torch.no_grad():   # random running statistics too, so that a loader that drops them is caught
+        for mod in m.modules():
+            if isinstance(mod, torch.nn.BatchNorm2d):
+                mod.running_mean.normal_(0, 0.1); mod.running_var.uniform_(0.5, 1.5); mod.weight.uniform_(0.5, 1.5); mod.num_batches_tracked.fill_(7)
+    with torch.no_grad(): return m.state_dict(), m.eval()(torch.zeros(1, 3, 32, 32)).shape[1]
+
+
+def write_babyllava_fixture(folder, # the folder to write (Hugging Face layout)
+                            n_embd:int=32, n_layer:int=2, n_head:int=4, n_inner:int=64, # GPT-2 sizes (the paper: 256, 8, 32, 1024)
+                            tower:str='resnet18', # torchvision tower (the paper: 'resnext50_32x4d')
+                            seed:int=0, # initialisation seed
+                            drop:str|None=None, # leave this tensor out (for error tests)
+                            reshape:str|None=None, # store this tensor with a wrong shape (for error tests)
+                           ) -> Path:
+    """A random BabyLLaVA-GPT2 folder in the authors' format: `config.json` (llava_gpt2), `model.safetensors` (GPT-2 keys,
+    `transformer.vision_tower.vision_tower.*`, `transformer.mm_projector.{0,2}.*`, no `lm_head`), a WordLevel
+    `tokenizer.json` over CVCL's vocabulary (Whitespace pre-tokenizer, no post-processor) and `tokenizer_config.json`."""
+    import json, torch
+    from safetensors.torch import save_file
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import GPT2Config, GPT2LMHeadModel
+    folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    words = _cvcl_words()
+    gcfg = dict(vocab_size=len(words), n_positions=1024, n_embd=n_embd, n_layer=n_layer, n_head=n_head, n_inner=n_inner,
+                resid_pdrop=0.15, embd_pdrop=0.15, attn_pdrop=0.15, bos_token_id=2, eos_token_id=3, activation_function='gelu_new',
+                layer_norm_epsilon=1e-5, initializer_range=0.02)
+    lm = GPT2LMHeadModel(GPT2Config(**gcfg))
+    sd = {k: v.contiguous() for k, v in lm.state_dict().items() if k != 'lm_head.weight' and not k.endswith(('.attn.bias', '.attn.masked_bias'))}
+
+    tsd, hidden = _tower_state(tower)
+    sd.update({f'transformer.vision_tower.vision_tower.{k}': v for k, v in tsd.items()})
+    p0, p2 = torch.nn.Linear(hidden, n_embd), torch.nn.Linear(n_embd, n_embd)
+    sd.update({'transformer.mm_projector.0.weight': p0.weight, 'transformer.mm_projector.0.bias': p0.bias,
+               'transformer.mm_projector.2.weight': p2.weight, 'transformer.mm_projector.2.bias': p2.bias})
+    sd = {k: v.detach().clone().contiguous() for k, v in sd.items()}
+    if drop: del sd[drop]
+    if reshape: sd[reshape] = torch.zeros(*[s + 1 for s in sd[reshape].shape])
+    save_file(sd, str(folder/'model.safetensors'), metadata={'format': 'pt'})
+    cfg = dict(architectures=['LlavaGPT2ForCausalLM'], model_type='llava_gpt2', **gcfg,
+               mm_vision_tower='eminorhan/dino_sfp_resnext50', mm_projector_type='mlp2x_gelu', mm_hidden_size=hidden,
+               mm_vision_select_feature='patch', mm_vision_select_layer=-1, mm_patch_merge_type='flat', image_aspect_ratio='pad',
+               mm_use_im_start_end=False, mm_use_im_patch_token=False, tokenizer_padding_side='right', tokenizer_model_max_length=1024,
+               tune_mm_mlp_adapter=False, use_cache=True, torch_dtype='float32', transformers_version='4.39.0')
+    (folder/'config.json').write_text(json.dumps(cfg, indent=2))
+    tk = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token='<unk>'))
+    tk.pre_tokenizer = pre_tokenizers.Whitespace()
+    tk.add_special_tokens(['<pad>', '<unk>', '<sos>', '<eos>'])
+    tk.save(str(folder/'tokenizer.json'))
+    (folder/'tokenizer_config.json').write_text(json.dumps(dict(tokenizer_class='PreTrainedTokenizerFast', pad_token='<unk>', unk_token='<unk>',
+                                                                 bos_token='<sos>', eos_token='<eos>', model_max_length=1024,
+                                                                 padding_side='right', clean_up_tokenization_spaces=True), indent=2))
+    return folder
+
+def write_cvcl_fixture(path, # the `.ckpt` to write
+                       tower:str='resnet18', # torchvision trunk (the release: 'resnext50_32x4d')
+                       embed_dim:int=512, # joint embedding size (the release: 512)
+                       seed:int=0, # initialisation seed
+                       evil=None, # an object to pickle beside the state dict (for the refusal tests)
+                      ) -> Path:
+    """A random CVCL checkpoint in the Lightning layout: `state_dict` (`vision_encoder.model.*`, `text_encoder.embedding.weight`
+    and the copies under `model.` / `language_model.`) beside `hyper_parameters` that pickle module objects of a package
+    that is not installed (`multimodal.multimodal.VisionEncoder`, `TextEncoder`), Lightning's `AttributeDict`, an
+    `argparse.Namespace` and the class `torch.optim.AdamW`."""
+    import argparse, sys, types, torch
+    torch.manual_seed(seed)
+    words = _cvcl_words()
+    tsd, hidden = _tower_state(tower)
+    fc = torch.nn.Linear(hidden, embed_dim)
+    emb = torch.nn.Embedding(len(words), embed_dim, padding_idx=0)
+    sd = {f'vision_encoder.model.{k}': v for k, v in tsd.items()}
+    sd.update({'vision_encoder.model.fc.weight': fc.weight.detach().clone(), 'vision_encoder.model.fc.bias': fc.bias.detach().clone(),
+               'text_encoder.embedding.weight': emb.weight.detach().clone()})
+    sd.update({f'model.image_embed.{k[len("vision_encoder."):]}': v for k, v in list(sd.items()) if k.startswith('vision_encoder.')})
+    sd['model.text_embed.embedding.weight'] = sd['text_encoder.embedding.weight']
+    sd['language_model.text_encoder.embedding.weight'] = sd['text_encoder.embedding.weight']
+    sd['language_model.output_layer.weight'] = torch.randn(len(words), embed_dim); sd['language_model.output_layer.bias'] = torch.zeros(len(words))
+    fake = {n: types.ModuleType(n) for n in ('multimodal', 'multimodal.multimodal', 'pytorch_lightning', 'pytorch_lightning.utilities',
+                                              'pytorch_lightning.utilities.parsing')}
+    class VisionEncoder(torch.nn.Module): pass
+    class TextEncoder(torch.nn.Module): pass
+    class AttributeDict(dict): pass
+    for c, m in ((VisionEncoder, 'multimodal.multimodal'), (TextEncoder, 'multimodal.multimodal'), (AttributeDict, 'pytorch_lightning.utilities.parsing')):
+        c.__module__, c.__qualname__ = m, c.__name__; setattr(fake[m], c.__name__, c)
+    ve, te = VisionEncoder(), TextEncoder(); ve.fc = torch.nn.Linear(2, 2); te.embedding = torch.nn.Embedding(4, 2)
+    hp = AttributeDict(vision_encoder=ve, text_encoder=te, args=argparse.Namespace(lr=1e-4, embedding_dim=embed_dim),
+                       optimizer=torch.optim.AdamW, embedding_type='flat', text_encoder_name='embedding')
+    ck = {'epoch': 3, 'global_step': 100, 'pytorch-lightning_version': '1.6.0', 'state_dict': sd, 'hyper_parameters': hp,
+          'hparams_name': 'kwargs', 'callbacks': {}, 'optimizer_states': [], 'lr_schedulers': []}
+    if evil is not None: ck['evil'] = evil
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    old = {n: sys.modules.get(n) for n in fake}
+    sys.modules.update(fake)
+    try: torch.save(ck, path)
+    finally:
+        for n, m in old.items():
+            if m is None: sys.modules.pop(n, None)
+            else: sys.modules[n] = m
+    return path
+
+class RunsCode:
+    "An object whose pickle calls `fn(*args)` on load (the shape of a malicious checkpoint)."
+    def __init__(self, fn, *args): self.fn, self.args = fn, args
+    def __reduce__(self): return (self.fn, self.args)
+
+def write_babylmms_fixture(root, # folder to write: CSVs side by side, images in the harness layout under root/images
+                           counts:dict|None=None, # items per benchmark (default: the paper's 2,200 / 967 / 365 / 294)
+                           n_images:int=40, # distinct image files per folder (per category for Labeled-S); items reuse them
+
+                           size:int=16, # side of the images
+                           seed:int=0, # the draw
+                          ) -> tuple[Path, Path]:
+    "Item files in babylmms-eval's four formats with small random images; returns (csv_dir, images_dir)."
+    import csv
+    from babyvlm.benchmarks import BABYLMMS_COUNTS, BABYLMMS_FILES, BABYLMMS_HEADERS, babylmms_image_dir
+    counts = dict(BABYLMMS_COUNTS, **(counts or {}))
+    root = Path(root); img = root/'images'; rng = np.random.default_rng(seed)
+    cats = ['ball', 'basket', 'car', 'cat', 'chair', 'computer', 'crib', 'door', 'floor', 'foot', 'ground', 'hand', 'kitchen',
+            'paper', 'puzzle', 'road', 'room', 'sand', 'stairs', 'table', 'toy', 'window']
+    words = ['see', 'read', 'eat', 'play', 'touch', 'book', 'ball', 'cat', 'red', 'blue', 'big', 'car', 'dog', 'mat', 'happy', 'sad']
+    def pic(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists(): Image.fromarray(rng.integers(0, 256, (size, size + 4, 3), dtype=np.uint8)).save(path)
+        return path
+    frame = lambda k: f"S_2013{1 + k % 12:02d}{1 + k % 28:02d}_{(k * 7) % 24:02d}{(k * 13) % 60:02d}_0{1 + k % 4}_{k % 400:03d}_{k % 30:02d}.jpg"
+    def write(name, rows):
+        p = root/BABYLMMS_FILES[name][1]
+        with open(p, 'w', newline='') as f: w = csv.writer(f); w.writerow(BABYLMMS_HEADERS[name]); w.writerows(rows)
+    rows = []
+    for t in range(counts['labeled_s']):
+        tc = cats[t % len(cats)]; others = [c for c in rng.permutation(cats) if c != tc][:3]
+        order = rng.permutation(4)
+        for c in [([tc] + others)[i] for i in order]:
+            rel = f"{c}/img_{int(rng.integers(n_images))}.jpeg"; pic(babylmms_image_dir(img, 'labeled_s')/rel); rows.append([t, tc, c, rel])
+    write('labeled_s', rows)
+    rows = []
+    for k in range(counts['vtwt']):
+        a, b, c = rng.choice(words, 3, replace=False); f = frame(int(rng.integers(n_images)))
+        pic(babylmms_image_dir(img, 'vtwt')/f); rows.append([f, f"{a} {b}", f"{c} {b}"])
+    write('vtwt', rows)
+    rows = []
+    for k in range(counts['baby_winoground']):
+        a, b, c, d = rng.choice(words, 4, replace=False); f = frame(k % n_images)
+        pic(babylmms_image_dir(img, 'baby_winoground', 'positive')/f); neg = f.replace('.jpg', '_neg.jpeg')
+        pic(babylmms_image_dir(img, 'baby_winoground', 'negative')/neg)
+        rows += [[k, f"{a} {b}", f"{c} {d}", f, 'positive'], [k, f"{a} {b}", f"{c} {d}", neg, 'negative']]
+    write('baby_winoground', rows)
+    rows = []
+    for k in range(counts['saycam_caption']):
+        f = frame(1000 + k % n_images); pic(babylmms_image_dir(img, 'saycam_caption')/f)
+
+        rows.append([f, ' '.join(rng.choice(words, int(rng.integers(2, 9)))) + ' .'])
+    write('saycam_caption', rows)
+    return root, img
 
 # %% ../nbs/90_testing.ipynb #06fc8f34
 SLURM_PROGRAMS = ('munged', 'slurmctld', 'slurmd', 'sbatch', 'squeue', 'scancel', 'sinfo', 'srun')

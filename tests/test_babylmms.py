@@ -285,7 +285,8 @@ def test_cli_evaluate_scores_a_run_folder_on_item_files(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     m = json.loads((tmp_path/'out/metrics.json').read_text())
     bench = {'labeled_s', 'vtwt', 'baby_winoground', 'saycam_caption'}
-    assert set(m) == bench | {'family', 'run', 'caption_kind', 'controls'}, sorted(m)
+    assert set(m) == bench | {'family', 'run', 'caption_kind', 'controls', 'ties'}, sorted(m)
+    assert m['ties'] == 'strict' and m['vtwt']['ties'] == 'strict'   # the default tie rule, recorded
     assert (m['family'], m['run'], m['caption_kind']) == ('contrastive', str(tmp_path/'run'), 'retrieved')
     assert m['vtwt']['n_items'] == 12 and m['labeled_s']['n_trials'] == 22 and m['saycam_caption']['n_items'] == 3
     # the controls of the benchmarks where a model without its image is informative
@@ -311,7 +312,7 @@ def test_cli_evaluate_scores_a_run_folder_on_item_files(tmp_path):
                        capture_output=True, text=True)
     assert r.returncode == 0 and 'no train_utterances.json' not in r.stderr, r.stdout + r.stderr
     m2 = json.loads((tmp_path/'out2/metrics.json').read_text())
-    assert set(m2) == {'saycam_caption', 'vtwt', 'family', 'run', 'caption_kind', 'controls'}
+    assert set(m2) == {'saycam_caption', 'vtwt', 'family', 'run', 'caption_kind', 'controls', 'ties'}
     assert m2['vtwt'] == m['vtwt']   # another batch size: the same scores
     caps = [json.loads(l)['prediction'] for l in (tmp_path/'out2/saycam_caption_predictions.jsonl').read_text().splitlines()]
     assert set(caps) <= set(tr['text'])

@@ -98,8 +98,15 @@ class BabyLLaVA(nn.Module):
             pos = torch.cat([self._image_positions(len(ids), ids.device), pos], 1)
         return self.lm(inputs_embeds=emb, attention_mask=mask, position_ids=pos).logits
 
+    @staticmethod
+    def _select_cache(cache, rows:torch.Tensor):
+        "The key/value cache of the images `rows` (one row per text)."
+        from transformers import DynamicCache
+        return DynamicCache(ddp_cache_data=[(l.keys.index_select(0, rows), l.values.index_select(0, rows)) for l in cache.layers])
+
     @torch.no_grad()
     def image_cache(self, features:torch.Tensor, # vision features of n images (n x k x C)
+
                    ):
         "The language model's key/value cache after each image's tokens (one row per image)."
         img = self.projector(features.to(self.lm.get_input_embeddings().weight.dtype))
@@ -112,8 +119,7 @@ class BabyLLaVA(nn.Module):
                     rows:torch.Tensor, # which of them each text follows (B,)
                    ) -> torch.Tensor:
         "Logits (B x L x V) of `ids` after the cached image tokens of images `rows`: `forward`'s text part."
-        from transformers import DynamicCache
-        c = DynamicCache(ddp_cache_data=[(l.keys.index_select(0, rows), l.values.index_select(0, rows)) for l in cache.layers])
+        c = self._select_cache(cache, rows)
         mask = (ids != PAD).long(); mask[:, 0] = 1
         mask = torch.cat([torch.ones(len(ids), self.n_image_tokens, dtype=mask.dtype, device=ids.device), mask], 1)
         pos = torch.arange(ids.shape[1], device=ids.device)[None].expand(ids.shape)

@@ -18,15 +18,32 @@ from ..core import require_files
 from .contrastive import load_contrastive, model_from_config
 
 # %% auto #0
-__all__ = ['to_square', 'uint8_batch', 'SmallConvNet', 'small_vit', 'backbone_from_spec', 'VisionTower', 'vision_from_spec',
-           'nt_xent', 'SimCLR', 'SSLConfig', 'save_vision', 'load_vision', 'ssl_spec', 'ssl_backbone',
-           'contrastive_vision', 'dino_vision', 'image_features', 'linear_probe']
+__all__ = ['FITS', 'pad_square', 'to_square', 'uint8_batch', 'SmallConvNet', 'small_vit', 'backbone_from_spec', 'VisionTower',
+           'vision_from_spec', 'nt_xent', 'SimCLR', 'SSLConfig', 'save_vision', 'load_vision', 'ssl_spec',
+           'ssl_backbone', 'contrastive_vision', 'dino_vision', 'image_features', 'linear_probe']
 
 # %% ../../nbs/21_vision.ipynb #455138c2
+FITS = ('crop', 'pad') # how a picture is made square: centre crop, or LLaVA's `image_aspect_ratio: pad`
+
+def pad_square(im:Image.Image, # any PIL image
+               size:int, # output side
+               fill:Sequence[float], # the background colour as fractions (LLaVA: the image mean)
+              ) -> Image.Image:
+    "LLaVA's `expand2square` then a bilinear resize: `im` centred on a square of colour `fill`, resized to `size` x `size`."
+    im = im.convert('RGB'); w, h = im.size
+    if w != h:
+        bg = Image.new('RGB', (max(w, h),) * 2, tuple(int(x * 255) for x in fill))
+        bg.paste(im, ((max(w, h) - w) // 2, (max(w, h) - h) // 2)); im = bg
+    return im if im.size == (size, size) else im.resize((size, size), Image.BILINEAR)
+
 def to_square(im:Image.Image, # any PIL image
               size:int, # output side
+              fit:str='crop', # 'crop' (this function's own rule) or 'pad' (`pad_square` with `fill`)
+              fill:Sequence[float]=(0.5, 0.5, 0.5), # background of 'pad'
              ) -> Image.Image:
-    "RGB `im` resized (bicubic) on its shorter side to `size` and centre-cropped to `size` x `size`."
+    "RGB `im` resized (bicubic) on its shorter side to `size` and centre-cropped to `size` x `size` (or `pad_square`d)."
+    if fit == 'pad': return pad_square(im, size, fill)
+    if fit != 'crop': raise ValueError(f"to_square: fit must be one of {FITS}, got {fit!r}")
     im = im.convert('RGB')
     if im.size == (size, size): return im
     w, h = im.size; s = size / min(w, h)
@@ -36,9 +53,11 @@ def to_square(im:Image.Image, # any PIL image
 
 def uint8_batch(images:Sequence[Image.Image], # PIL images
                 size:int, # output side
+                fit:str='crop', # `to_square`'s rule
+                fill:Sequence[float]=(0.5, 0.5, 0.5), # background of fit 'pad'
                ) -> torch.Tensor:
     "A uint8 batch (N x 3 x size x size) of `images`, each made square by `to_square`."
-    return torch.stack([torch.from_numpy(np.asarray(to_square(im, size)).copy()).permute(2, 0, 1) for im in images])
+    return torch.stack([torch.from_numpy(np.asarray(to_square(im, size, fit, fill)).copy()).permute(2, 0, 1) for im in images])
 
 # %% ../../nbs/21_vision.ipynb #ce584651
 _IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
@@ -104,7 +123,8 @@ class VisionTower(nn.Module):
         for k in ('kind', 'image_size', 'mean', 'std'):
             if k not in spec: raise ValueError(f"VisionTower: spec lacks field {k!r} (has {sorted(spec)})")
         self.backbone, self.spec = backbone, dict(spec)
-        self.image_size, self.grid = int(spec['image_size']), spec.get('grid')
+        self.image_size, self.grid, self.fit = int(spec['image_size']), spec.get('grid'), spec.get('fit', 'crop')
+        if self.fit not in FITS: raise ValueError(f"VisionTower: spec field 'fit' must be one of {FITS}, got {self.fit!r}")
         self.register_buffer('mean', torch.tensor(spec['mean'], dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self.register_buffer('std', torch.tensor(spec['std'], dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         if spec['kind'] == 'open_clip' and hasattr(backbone, 'output_tokens'): backbone.output_tokens = True  # ViT: patch tokens
@@ -114,6 +134,10 @@ class VisionTower(nn.Module):
         self.n_tokens, self.feature_dim = f.shape[1], f.shape[2]
 
     def train(self, mode:bool=True): return super().train(False)  # always frozen
+
+    def pixels(self, images:Sequence[Image.Image]) -> torch.Tensor:
+        "The uint8 batch this encoder reads `images` as (`uint8_batch` with the spec's `fit`; 'pad' fills with `mean`)."
+        return uint8_batch(images, self.image_size, self.fit, self.spec['mean'])
 
     def forward(self, images:torch.Tensor) -> torch.Tensor:
         x = images.float() / 255
@@ -243,7 +267,8 @@ def image_features(vision:VisionTower, # frozen encoder
         if 'image' not in images.column_names: raise ValueError(f"image_features: the dataset lacks an 'image' column; it has {images.column_names}")
         batches = (b['image'] for b in images.select_columns(['image']).iter(batch_size=batch_size))
     else: batches = (images[i:i + batch_size] for i in range(0, len(images), batch_size))
-    out = [vision(uint8_batch(b, vision.image_size).to(device)).to('cpu', dtype)
+    out = [vision(vision.pixels(b).to(device)).to('cpu', dtype)
+
            for b in tqdm(batches, total=math.ceil(len(images) / batch_size), desc='features', disable=not progress, leave=False)]
     if not out: raise ValueError("image_features: no images")
     return torch.cat(out)
