@@ -11,7 +11,7 @@ from typing import Callable, Protocol, Sequence
 import numpy as np, torch
 from PIL import Image
 from .text import Vocab, PAD
-from .core import cache_dir
+from .core import cache_dir, constrain, check_rules, Range
 from .assets import load_wordnet
 from .benchmarks import LazyImages, image_sources, load_image
 from .models.vision import uint8_batch
@@ -273,6 +273,14 @@ class EvalConfig:
     seed:int = 0 # bootstrap seed
     prompt:str = '{}' # text for a Labeled-S category ('{}' = the category word)
 
+def _prompt_rule(c, pre):
+    "The prompt must say where the category word goes, once (else every trial would score one constant text)."
+    try: ok = c.prompt.count('{}') == 1 and c.prompt.format('x') == c.prompt.replace('{}', 'x')
+    except (IndexError, KeyError, ValueError): ok = False
+    return None if ok else (f"{pre}prompt must hold '{{}}' exactly once, where the category word goes (e.g. 'a photo of a {{}}'), "
+                            f"and no other braces; got {c.prompt!r}")
+constrain(EvalConfig, _prompt_rule, batch_size=Range(lo=1), n_boot=Range(lo=1), ci=Range(0, 1, lo_open=True, hi_open=True))
+
 def _check_trial(t, i):
     for f in ('trial_id', 'target_category', 'images', 'categories', 'target'):
         if not hasattr(t, f): raise ValueError(f"Labeled-S trial #{i}: missing field {f!r} (expected a LabeledSTrial)")
@@ -290,7 +298,7 @@ def evaluate_labeled_s(scorer:Scorer, # scores (image, text) pairs
                        cfg:EvalConfig|None=None, # evaluation settings
                       ) -> tuple[dict, list[dict]]:
     "Labeled-S 4-way choice: accuracy with bootstrap interval, per-category accuracy, and one prediction per trial."
-    cfg = cfg or EvalConfig()
+    cfg = check_rules(cfg or EvalConfig(), 'evaluate_labeled_s', 'eval.')
     if not len(trials): raise ValueError("evaluate_labeled_s: no trials")
     for i, t in enumerate(trials): _check_trial(t, i)
     images = LazyImages([im for t in trials for im in image_sources(t.images)])

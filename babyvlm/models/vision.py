@@ -14,7 +14,7 @@ from PIL import Image
 from safetensors.torch import save_model, load_model
 from tqdm.auto import tqdm
 from torchvision.transforms import v2
-from ..core import require_files
+from ..core import require_files, MIN_IMAGE_SIDE
 from .contrastive import load_contrastive, model_from_config
 
 # %% auto #0
@@ -26,7 +26,9 @@ __all__ = ['to_square', 'uint8_batch', 'SmallConvNet', 'small_vit', 'backbone_fr
 def to_square(im:Image.Image, # any PIL image
               size:int, # output side
              ) -> Image.Image:
-    "RGB `im` resized (bicubic) on its shorter side to `size` and centre-cropped to `size` x `size`."
+    "RGB `im` resized (bicubic) on its shorter side to `size` and centre-cropped to `size` x `size` (grey, CMYK, palette: converted)."
+    if min(im.size) < MIN_IMAGE_SIDE:   # a 1 x 1 (or empty) image would become a flat colour without a word
+        raise ValueError(f"the image is {im.size[0]}x{im.size[1]} pixels; at least {MIN_IMAGE_SIDE} pixels a side expected")
     im = im.convert('RGB')
     if im.size == (size, size): return im
     w, h = im.size; s = size / min(w, h)
