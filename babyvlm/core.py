@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #9e63bfd0
 from __future__ import annotations
-import contextlib, dataclasses, errno, hashlib, json, os, platform, random, shutil, subprocess, sys, threading, types, typing
+import contextlib, contextvars, dataclasses, errno, hashlib, json, os, platform, random, shutil, subprocess, sys, threading, types, typing
 from dataclasses import dataclass, field, fields, is_dataclass, asdict
 from importlib import metadata
 from pathlib import Path
@@ -120,6 +120,7 @@ class OneOf:
         return ' or '.join(c) if len(c) <= 2 else 'one of ' + ', '.join(c)
 
 _RULES = {}   # dataclass -> [(field name, Range | OneOf) or (None, check(obj, prefix) -> message | None)]
+_CROSS = contextvars.ContextVar('babyvlm_cross_checks', default=True)   # off while a lower layer is checked (a later one may fix it)
 
 def constrain(cls, # a parameter dataclass
               *checks, # functions (obj, key prefix) -> an error message naming the keys, or None: rules across fields
@@ -139,6 +140,7 @@ def check_rules(obj, # a dataclass instance
     at = f"{where}: " if where else ''
     for key, rule in _RULES.get(type(obj), ()):
         if key is None:
+            if not _CROSS.get(): continue
             msg = rule(obj, prefix)
             if msg: raise ParamsError(at + msg)
         elif not rule.ok(v := getattr(obj, key)): raise ParamsError(f"{at}{prefix}{key} must be {rule}, got {v!r}")
@@ -305,7 +307,9 @@ def merge_layers(cls, # the dataclass the layers describe
     merged = {}
     for where, d in layers:
         merged = deep_merge(merged, d)
-        config_from_dict(cls, merged, where)   # checked layer by layer, so an error names the layer's file
+        tok = _CROSS.set(False)   # rules across fields wait for the last layer (an override may set n_vtwt, the next n_winoground)
+        try: config_from_dict(cls, merged, where)   # checked layer by layer, so an error names the layer's file
+        finally: _CROSS.reset(tok)
     return merged, config_from_dict(cls, merged, ' + '.join(w for w, _ in layers) or '<defaults>')
 
 # %% ../nbs/00_core.ipynb #e58cd642
