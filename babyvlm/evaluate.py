@@ -11,7 +11,7 @@ from typing import Callable, Protocol, Sequence
 import numpy as np, torch
 from PIL import Image
 from .text import Vocab, PAD
-from .core import cache_dir, constrain, check_rules, Range
+from .core import cache_dir, constrain, check_rules, Range, write_atomic
 from .assets import load_wordnet
 from .benchmarks import LazyImages, image_sources, load_image
 from .models.vision import uint8_batch
@@ -476,11 +476,11 @@ def write_results(out_dir:Path|str, # folder to write into (created)
                   predictions:list[dict], # one record per item
                   prefix:str='', # file name prefix, e.g. 'labeled_s_'
                  ) -> tuple[Path, Path]:
-    "Write `metrics.json` (sorted keys, stable floats) and `predictions.jsonl`."
+    "Write `predictions.jsonl` and then `metrics.json` (sorted keys, stable floats), each atomically."
     out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
     mp, pp = out_dir/f'{prefix}metrics.json', out_dir/f'{prefix}predictions.jsonl'
-    mp.write_text(json.dumps(_stable(metrics), indent=1, sort_keys=True) + '\n')
-    pp.write_text(''.join(json.dumps(_stable(p), sort_keys=True) + '\n' for p in predictions))
+    write_atomic(pp, ''.join(json.dumps(_stable(p), sort_keys=True) + '\n' for p in predictions))   # atomic: a kill or a full
+    write_atomic(mp, json.dumps(_stable(metrics), indent=1, sort_keys=True) + '\n')   # disk never leaves half a file; metrics last
     return mp, pp
 
 # %% ../nbs/31_evaluate.ipynb #562ddf93
