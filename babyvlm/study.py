@@ -415,7 +415,9 @@ def study_lock(study_dir:Path, # the study's outputs folder
         except FileExistsError:
             try: held = json.loads(lock.read_text())
             except (OSError, ValueError): held = None
-            if held is None and time.time() - lock.stat().st_mtime < 10: time.sleep(1); continue   # being written just now
+            try: fresh = held is None and time.time() - lock.stat().st_mtime < 10
+            except FileNotFoundError: continue   # released just now: try again
+            if fresh: time.sleep(1); continue   # being written just now
             if held is None or not _alive(held):
                 echo(f"[study] removing a stale lock {lock}" + (f" (pid {held.get('pid')} on {held.get('host')} is not running)" if held else ' (unreadable)'))
                 lock.unlink(missing_ok=True); continue
