@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 from .assets import LABELED_S_CATEGORIES
+from .core import MIN_IMAGE_SIDE
 
 # %% auto #0
 __all__ = ['BABYLMMS_FILES', 'BABYLMMS_HEADERS', 'BABYLMMS_COUNTS', 'LabeledSTrial', 'plan_labeled_s', 'trial_rows',
@@ -112,9 +113,12 @@ def load_image(src, # a PIL image, or the path (str or Path) of an image file
     p = Path(src)
     try:
         with Image.open(p) as im:
-            im.load(); return im.convert('RGB')
+            im.load(); rgb = im.convert('RGB')   # grey-scale, CMYK, palette images are converted
     except FileNotFoundError: raise ImageFileError(f"benchmark image not found: {p}") from None
     except Exception as e: raise ImageFileError(f"benchmark image {p} cannot be decoded ({type(e).__name__}: {e})") from e
+    if min(rgb.size) < MIN_IMAGE_SIDE:
+        raise ImageFileError(f"benchmark image {p} is {rgb.size[0]}x{rgb.size[1]} pixels; at least {MIN_IMAGE_SIDE} pixels a side expected")
+    return rgb
 
 class LazyImages(Sequence):
     "A list of images given as PIL images or file paths; a file is decoded each time its element is accessed."
@@ -220,7 +224,12 @@ class BabyLMMSFormatError(ValueError):
     "A babylmms-eval CSV does not have the published format."
 
 def _rows(path:Path, header:list):
-    "(line number, row dict) for each data row of `path`, checking the header and the field counts."
+    "(line number, row dict) for each data row of `path`, checking the encoding (UTF-8), the header and the field counts."
+    raw = Path(path).read_bytes()
+    try: raw.decode('utf-8-sig')
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b'\n') + 1
+        raise BabyLMMSFormatError(f"{path}:{line}: not UTF-8 (byte {raw[e.start]:#04x} at offset {e.start}); save the file as UTF-8") from None
     with open(path, newline='', encoding='utf-8-sig') as f:
         r = csv.reader(f, strict=True)   # strict: a broken quote is an error, not a field that swallows the next lines
         try: head = next(r)
@@ -232,6 +241,10 @@ def _rows(path:Path, header:list):
         miss = [c for c in header if c not in head]
         if miss: raise BabyLMMSFormatError(f"{path}:1: missing column(s) {miss}; expected the header {','.join(header)}, "
                                            f"got {','.join(head)}")
+        extra = [c for c in head if c not in header]
+        if extra: raise BabyLMMSFormatError(f"{path}:1: unexpected column(s) {extra}; expected the header {','.join(header)}")
+        dup = sorted({c for c in head if head.count(c) > 1})
+        if dup: raise BabyLMMSFormatError(f"{path}:1: column(s) {dup} appear more than once; expected the header {','.join(header)}")
         idx = {c: head.index(c) for c in header}
         prev = r.line_num
         while True:

@@ -153,6 +153,11 @@ def _evaluate(args) -> int:
         from babyvlm.world import build_world
         from babyvlm.items import build_benchmarks
         wcfg = own_p.world if own_p is not None and not args.profile else load_params(args.profile or 'quick').world   # its own world
+        if own_p is not None and args.profile and wcfg != own_p.world:
+            from babyvlm.core import stable_hash
+            return _fail(f"evaluate: {args.run} was trained on the world of profile {own_p.profile!r} (world hash "
+                         f"{stable_hash(own_p.world)}), not on the world of --profile {args.profile} ({stable_hash(wcfg)}): its "
+                         f"vocabulary and image size belong to its own world; drop --profile to score it there")
         world = build_world(wcfg, progress=False)
         bench = build_benchmarks(world, progress=False)
         names = args.benchmarks or bench.names
@@ -355,6 +360,10 @@ def main(argv:list[str]|None=None) -> int:
             return 0 if _inspection_ok(res) else 1
     except ParamsError as e:
         print(f"babyvlm: parameter error: {e}", file=sys.stderr); return 2
+    except Exception as e:
+        from babyvlm.study import StudyError
+        if not isinstance(e, StudyError): raise
+        print(f"babyvlm: {e}", file=sys.stderr); return 2
     return 2
 
 if __name__ == '__main__' and 'IPython' not in sys.modules:   # `python -m babyvlm.cli`, `accelerate launch -m` (not a notebook)

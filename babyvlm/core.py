@@ -4,20 +4,22 @@
 
 # %% ../nbs/00_core.ipynb #9e63bfd0
 from __future__ import annotations
-import dataclasses, hashlib, json, os, platform, random, subprocess, sys, types, typing
+import contextlib, contextvars, dataclasses, errno, hashlib, json, os, platform, random, shutil, subprocess, sys, threading, types, typing
 from dataclasses import dataclass, field, fields, is_dataclass, asdict
 from importlib import metadata
 from pathlib import Path
 import numpy as np
 
 # %% auto #0
-__all__ = ['PACKAGE_DIR', 'REFERENCE_VOCAB', 'PROVENANCE_PACKAGES', 'project_root', 'cache_dir', 'shared_dir', 'set_offline',
-           'seed_everything', 'stable_hash', 'deep_merge', 'ParamsError', 'config_from_dict', 'read_yaml',
-           'require_files', 'params_dir', 'layer_file', 'parse_override', 'merge_layers', 'git_info', 'provenance']
+__all__ = ['PACKAGE_DIR', 'REFERENCE_VOCAB', 'MIN_IMAGE_SIDE', 'PROVENANCE_PACKAGES', 'project_root', 'cache_dir', 'shared_dir',
+           'set_offline', 'seed_everything', 'stable_hash', 'deep_merge', 'ParamsError', 'Range', 'OneOf', 'constrain',
+           'check_rules', 'config_from_dict', 'read_yaml', 'require_files', 'atomic_path', 'write_atomic', 'params_dir',
+           'layer_file', 'parse_override', 'merge_layers', 'git_info', 'provenance']
 
 # %% ../nbs/00_core.ipynb #2f9d39ff
 PACKAGE_DIR = Path(__file__).parent if '__file__' in globals() else Path.cwd().parent/'babyvlm'
 REFERENCE_VOCAB = PACKAGE_DIR/'data'/'cvcl_vocab.json'  # CVCL's SAYCam vocabulary (MIT, (c) 2023 Wai Keen Vong)
+MIN_IMAGE_SIDE = 4   # images with a shorter side are refused wherever images are read (a 1 x 1 image holds no picture)
 
 def project_root(start:Path|None=None, # where to start looking (default: the working directory)
                 ) -> Path:
@@ -87,6 +89,63 @@ def deep_merge(base:dict, # lower layer
 class ParamsError(ValueError):
     "A parameter file or override that does not match the typed parameters."
 
+@dataclass(frozen=True)
+class Range:
+    "The interval a number must lie in (see `constrain`); a bound of None is open-ended, `*_open` excludes the bound itself."
+    lo:float|None = None # lower bound
+    hi:float|None = None # upper bound
+    lo_open:bool = False # exclude `lo`
+    hi_open:bool = False # exclude `hi`
+    optional:bool = False # None (null in YAML) is allowed too
+    def ok(self, v) -> bool:
+        if v is None: return self.optional
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v or v in (float('inf'), float('-inf')): return False
+        if self.lo is not None and (v <= self.lo if self.lo_open else v < self.lo): return False
+        return not (self.hi is not None and (v >= self.hi if self.hi_open else v > self.hi))
+    def __str__(self):
+        if self.lo is not None and self.hi is not None:
+            s = f"in {'(' if self.lo_open else '['}{self.lo:g}, {self.hi:g}{')' if self.hi_open else ']'}"
+        elif self.lo is not None: s = f"{'>' if self.lo_open else '>='} {self.lo:g}"
+        elif self.hi is not None: s = f"{'<' if self.hi_open else '<='} {self.hi:g}"
+        else: s = 'a finite number'
+        return s + (' (or null)' if self.optional else '')
+
+@dataclass(frozen=True)
+class OneOf:
+    "The values a setting may take (see `constrain`)."
+    choices:tuple
+    def ok(self, v) -> bool: return v in self.choices
+    def __str__(self):
+        c = [repr(x) for x in self.choices]
+        return ' or '.join(c) if len(c) <= 2 else 'one of ' + ', '.join(c)
+
+_RULES = {}   # dataclass -> [(field name, Range | OneOf) or (None, check(obj, prefix) -> message | None)]
+_CROSS = contextvars.ContextVar('babyvlm_cross_checks', default=True)   # off while a lower layer is checked (a later one may fix it)
+
+def constrain(cls, # a parameter dataclass
+              *checks, # functions (obj, key prefix) -> an error message naming the keys, or None: rules across fields
+              **rules, # field name -> `Range` or `OneOf`
+             ):
+    "Register the allowed values of `cls`'s fields; `config_from_dict` (every parameter file) and `check_rules` apply them."
+    bad = [k for k in rules if k not in {f.name for f in fields(cls)}]
+    if bad: raise TypeError(f"constrain({cls.__name__}): no field {bad[0]!r}")
+    _RULES.setdefault(cls, []).extend([*rules.items(), *((None, c) for c in checks)])
+    return cls
+
+def check_rules(obj, # a dataclass instance
+                where:str='', # the file or source of its values (the message starts with it)
+                prefix:str='', # its key in the whole parameter tree, e.g. 'world.'
+               ):
+    "Raise `ParamsError` naming `where`, the key and what is expected if a field of `obj` breaks a rule of `constrain`; returns `obj`."
+    at = f"{where}: " if where else ''
+    for key, rule in _RULES.get(type(obj), ()):
+        if key is None:
+            if not _CROSS.get(): continue
+            msg = rule(obj, prefix)
+            if msg: raise ParamsError(at + msg)
+        elif not rule.ok(v := getattr(obj, key)): raise ParamsError(f"{at}{prefix}{key} must be {rule}, got {v!r}")
+    return obj
+
 def _check_type(tp, v, key, where):
     "Coerce/check `v` against annotation `tp`; raise `ParamsError` naming `key` and `where`."
     origin, args = typing.get_origin(tp), typing.get_args(tp)
@@ -131,7 +190,7 @@ def config_from_dict(cls, # a dataclass type
                      where:str='<dict>', # the file (or source) the values came from, for error messages
                      prefix:str='', # key prefix for nested error messages
                     ):
-    "Build dataclass `cls` from `d`, rejecting unknown keys and wrongly typed values."
+    "Build dataclass `cls` from `d`, rejecting unknown keys, wrongly typed values and values outside the rules of `constrain`."
     d = {} if d is None else d
     if not isinstance(d, dict): raise ParamsError(f"{where}: expected a mapping for {cls.__name__}, got {d!r}")
     hints = typing.get_type_hints(cls)
@@ -150,7 +209,7 @@ def config_from_dict(cls, # a dataclass type
             dflt = f.default_factory()
             if is_dataclass(dflt): v = deep_merge(_jsonable(dflt), v)
         out[k] = _check_type(hints[k], v, prefix + k, where)
-    return cls(**out)
+    return check_rules(cls(**out), where, prefix)
 
 # %% ../nbs/00_core.ipynb #b75fda14
 def read_yaml(path:Path|str) -> dict:
@@ -174,6 +233,41 @@ def require_files(folder:Path|str, # a model or run folder
         if not (folder/f).exists(): raise FileNotFoundError(f"{folder}: missing {f} (expected a folder written by {writer})")
     return folder
 
+
+# %% ../nbs/00_core.ipynb #9f270d48
+def _remove(p:Path):
+    if p.is_dir() and not p.is_symlink(): shutil.rmtree(p, ignore_errors=True)
+    else: p.unlink(missing_ok=True)
+
+@contextlib.contextmanager
+def atomic_path(path:Path|str, # the file or folder to (re)place
+                tmp_name:str|None=None, # the temporary's name (default: hidden, per process and thread); give one that every process of a group shares when several write into it
+               ):
+    "Yield a temporary path beside `path` to write; on success it replaces `path`, on an error it is removed and `path` is untouched."
+    path = Path(path)
+    tmp = path.with_name(tmp_name or f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    _remove(tmp)
+    try:
+        yield tmp
+        if tmp.is_dir() and path.exists():   # a folder cannot replace a folder in one rename: move the old one aside first
+            old = path.with_name(f".{path.name}.{os.getpid()}.old"); _remove(old); os.replace(path, old); os.replace(tmp, path); _remove(old)
+        else: os.replace(tmp, path)
+    except BaseException as e:
+        _remove(tmp)
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+            raise OSError(errno.ENOSPC, f"no space left on the device while writing {path}; it was left as it was "
+                                        "(free some space and run the same command again: finished work is kept)") from e
+        raise
+
+def write_atomic(path:Path|str, # the file
+                 data:str|bytes, # its new content
+                ) -> Path:
+    "Write `path` through a temporary file and a rename: a reader, a crash or a full disk never leaves half of it."
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        with open(tmp, 'wb') as f:
+            f.write(data.encode() if isinstance(data, str) else data); f.flush(); os.fsync(f.fileno())
+    return path
 
 # %% ../nbs/00_core.ipynb #c20cbc10
 def params_dir() -> Path:
@@ -213,7 +307,9 @@ def merge_layers(cls, # the dataclass the layers describe
     merged = {}
     for where, d in layers:
         merged = deep_merge(merged, d)
-        config_from_dict(cls, merged, where)   # checked layer by layer, so an error names the layer's file
+        tok = _CROSS.set(False)   # rules across fields wait for the last layer (an override may set n_vtwt, the next n_winoground)
+        try: config_from_dict(cls, merged, where)   # checked layer by layer, so an error names the layer's file
+        finally: _CROSS.reset(tok)
     return merged, config_from_dict(cls, merged, ' + '.join(w for w, _ in layers) or '<defaults>')
 
 # %% ../nbs/00_core.ipynb #e58cd642

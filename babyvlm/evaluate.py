@@ -11,7 +11,7 @@ from typing import Callable, Protocol, Sequence
 import numpy as np, torch
 from PIL import Image
 from .text import Vocab, PAD
-from .core import cache_dir
+from .core import cache_dir, constrain, check_rules, Range, write_atomic
 from .assets import load_wordnet
 from .benchmarks import LazyImages, image_sources, load_image
 from .models.vision import uint8_batch
@@ -284,6 +284,14 @@ def _tie_rule(cfg:EvalConfig) -> str:
     if cfg.ties not in TIE_RULES: raise ValueError(f"EvalConfig.ties must be one of {TIE_RULES}, got {cfg.ties!r}")
     return cfg.ties
 
+def _prompt_rule(c, pre):
+    "The prompt must say where the category word goes, once (else every trial would score one constant text)."
+    try: ok = c.prompt.count('{}') == 1 and c.prompt.format('x') == c.prompt.replace('{}', 'x')
+    except (IndexError, KeyError, ValueError): ok = False
+    return None if ok else (f"{pre}prompt must hold '{{}}' exactly once, where the category word goes (e.g. 'a photo of a {{}}'), "
+                            f"and no other braces; got {c.prompt!r}")
+constrain(EvalConfig, _prompt_rule, batch_size=Range(lo=1), n_boot=Range(lo=1), ci=Range(0, 1, lo_open=True, hi_open=True))
+
 def _check_trial(t, i):
     for f in ('trial_id', 'target_category', 'images', 'categories', 'target'):
         if not hasattr(t, f): raise ValueError(f"Labeled-S trial #{i}: missing field {f!r} (expected a LabeledSTrial)")
@@ -301,7 +309,7 @@ def evaluate_labeled_s(scorer:Scorer, # scores (image, text) pairs
                        cfg:EvalConfig|None=None, # evaluation settings
                       ) -> tuple[dict, list[dict]]:
     "Labeled-S 4-way choice: accuracy with bootstrap interval, per-category accuracy, and one prediction per trial."
-    cfg = cfg or EvalConfig()
+    cfg = check_rules(cfg or EvalConfig(), 'evaluate_labeled_s', 'eval.')
     if not len(trials): raise ValueError("evaluate_labeled_s: no trials")
     for i, t in enumerate(trials): _check_trial(t, i)
     rule = _tie_rule(cfg)
@@ -484,11 +492,11 @@ def write_results(out_dir:Path|str, # folder to write into (created)
                   predictions:list[dict], # one record per item
                   prefix:str='', # file name prefix, e.g. 'labeled_s_'
                  ) -> tuple[Path, Path]:
-    "Write `metrics.json` (sorted keys, stable floats) and `predictions.jsonl`."
+    "Write `predictions.jsonl` and then `metrics.json` (sorted keys, stable floats), each atomically."
     out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
     mp, pp = out_dir/f'{prefix}metrics.json', out_dir/f'{prefix}predictions.jsonl'
-    mp.write_text(json.dumps(_stable(metrics), indent=1, sort_keys=True) + '\n')
-    pp.write_text(''.join(json.dumps(_stable(p), sort_keys=True) + '\n' for p in predictions))
+    write_atomic(pp, ''.join(json.dumps(_stable(p), sort_keys=True) + '\n' for p in predictions))   # atomic: a kill or a full
+    write_atomic(mp, json.dumps(_stable(metrics), indent=1, sort_keys=True) + '\n')   # disk never leaves half a file; metrics last
     return mp, pp
 
 # %% ../nbs/31_evaluate.ipynb #562ddf93

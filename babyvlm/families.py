@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Callable
 import numpy as np, torch, torch.nn as nn, torch.nn.functional as F
 import open_clip
-from .core import ParamsError, seed_everything, stable_hash, cache_dir
+from .core import ParamsError, seed_everything, stable_hash, cache_dir, write_atomic
 from .text import Vocab, SPECIALS, build_vocab, build_tokenizer
 from .models.contrastive import (ContrastiveConfig, create_contrastive, save_contrastive, load_contrastive,
                                         image_preprocess, count_params)
@@ -112,7 +112,7 @@ def run_summary(results:dict, # task name -> `TrainResult`, in training order
     for r in rs:
         p = Path(r.out_dir)/'train_log.jsonl'
         if p.exists(): lines += [l for l in p.read_text().splitlines() if l.strip()]
-    _on_main((Path(out_dir)/'train_log.jsonl').write_text, ''.join(l + '\n' for l in lines))
+    _on_main(write_atomic, Path(out_dir)/'train_log.jsonl', ''.join(l + '\n' for l in lines))
     done = [r for r in rs if r.train_samples_per_s]
     return dict(steps=sum(r.steps for r in rs), best_step=last.best_step, best_val_loss=last.best_val_loss,
                 final_val_loss=last.final_val_loss, stopped_early=any(r.stopped_early for r in rs), selected=last.selected,

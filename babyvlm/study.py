@@ -4,11 +4,11 @@
 
 # %% ../nbs/40_study.ipynb #20515b30
 from __future__ import annotations
-import contextlib, dataclasses, json, os, shlex, shutil, subprocess, sys, time
+import contextlib, dataclasses, errno, json, os, shlex, shutil, socket, subprocess, sys, time
 from dataclasses import dataclass, field, make_dataclass
 from pathlib import Path
 import yaml
-from .core import (ParamsError, config_from_dict, deep_merge, read_yaml, project_root, provenance, params_dir,
+from .core import (ParamsError, write_atomic, git_info, config_from_dict, deep_merge, read_yaml, project_root, provenance, params_dir,
                           layer_file, parse_override, merge_layers, stable_hash, set_offline, _jsonable, cache_dir)
 from .world import WorldConfig
 from .train import TrainConfig
@@ -18,12 +18,13 @@ from .families import FAMILIES, get_family
 
 # %% auto #0
 __all__ = ['EXECUTORS', 'TRANSFER_SOURCES', 'DATA_SOURCES', 'StudyParams', 'RUNS_DIR', 'REPORT_TEMPLATE', 'RESULT_FILES',
-           'COMMON_TRAINING_FILES', 'ACTIVE_STATES', 'DataConfig', 'JobResources', 'study_params_class',
+           'COMMON_TRAINING_FILES', 'LOCK_FILE', 'ACTIVE_STATES', 'DataConfig', 'JobResources', 'study_params_class',
            'profile_layers', 'load_params', 'condition_families', 'run_name', 'params_dict', 'save_params',
            'load_params_file', 'run_params', 'transferred_data', 'run_training_data', 'kernel_name', 'execute',
            'kernel_env', 'html_report', 'run_dir', 'training_files', 'same_params', 'prepare_run', 'job_id',
-           'launch_command', 'execute_run', 'run_one', 'run_study', 'write_report', 'run_command', 'RunFolderJob',
-           'job_parameters', 'job_script', 'parse_job_states', 'slurm_states', 'submit_runs', 'collect_runs']
+           'launch_command', 'execute_run', 'run_one', 'StudyError', 'study_lock', 'run_study', 'write_report',
+           'run_command', 'RunFolderJob', 'job_parameters', 'job_script', 'parse_job_states', 'slurm_states',
+           'submit_runs', 'collect_runs']
 
 # %% ../nbs/40_study.ipynb #1c8bb053
 @dataclass
@@ -43,7 +44,7 @@ class JobResources:
     time_min: int = 120   # wall-clock limit of one run, in minutes
     cpus: int = 2         # CPU cores of the job; also the run's torch threads ($BABYVLM_THREADS)
     gpus: int = 0         # GPUs of the job (on one node)
-    mem_gb: float = 0     # memory of the job in GB (0 = the cluster's default)
+    mem_gb: float = 0.0   # memory of the job in GB (0 = the cluster's default)
     sbatch: dict = field(default_factory=dict)   # further #SBATCH directives, name -> value (e.g. {qos: high, constraint: a100})
     setup: list[str] = field(default_factory=list)   # shell lines run before the run (e.g. 'module load cuda/12.4')
     processes: int = 0    # 0: the run trains in its notebook; N >= 1: first `accelerate launch --num_processes N ... babyvlm train --run DIR`
@@ -132,7 +133,7 @@ def load_params(profile:str|Path='default', # profile name in params/profiles, o
     if seed is not None: layers.append((f"seed {seed}", {'seed': seed}))
     merged, p = merge_layers(cls, layers)
     where = ' + '.join(w for w, _ in layers)
-    p = _set_seeds(p, p.seed)
+    p = config_from_dict(cls, params_dict(_set_seeds(p, p.seed)), where)   # canonical: an integer given for a float is a float, as after a save and load
     bad = [s for s in p.data.sources if s not in DATA_SOURCES]
     if bad: raise ParamsError(f"{where}: data.sources has unknown source '{bad[0]}'; allowed: {', '.join(DATA_SOURCES)}")
     if not 0 < p.data.fraction <= 1: raise ParamsError(f"{where}: data.fraction must be a share in (0, 1], got {p.data.fraction}")
@@ -170,12 +171,29 @@ def params_dict(p) -> dict:
 def save_params(p, path:Path) -> Path:
     "Write `p` as YAML to `path`."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(params_dict(p), sort_keys=False))
-    return path
+    return write_atomic(path, yaml.safe_dump(params_dict(p), sort_keys=False))
 
 def load_params_file(path:Path):
-    "Read a merged `params.yaml` written by `save_params`."
-    return config_from_dict(study_params_class(), read_yaml(path), str(path))
+    """Read a merged `params.yaml` written by `save_params`. It must hold every section (a truncated file is refused), and
+    where the run's `provenance.json` records the parameters' hash, it must match it (a hand edit, or a file written by
+    another version of babyvlm whose parameters differ, is refused rather than run with other settings)."""
+    path, cls = Path(path), study_params_class()
+    d = read_yaml(path)
+    missing = [f.name for f in dataclasses.fields(cls) if f.init and f.name not in d]
+    if missing: raise ParamsError(f"{path}: missing section(s) {', '.join(missing)}: the file is truncated or was edited by hand "
+                                  f"(a run folder's params.yaml holds every section); lay the run out again with `babyvlm study`")
+    p = config_from_dict(cls, d, str(path))
+    prov = path.parent/'provenance.json'
+    try: rec = json.loads(prov.read_text()) if prov.exists() else {}
+    except ValueError: rec = {}
+    want, have = rec.get('params_hash'), stable_hash(params_dict(p))
+    if want and want != have:
+        theirs, mine = (rec.get('git') or {}).get('commit'), git_info().get('commit')
+        raise ParamsError(f"{path}: these parameters (hash {have}) are not the ones {prov.name} recorded when the run was laid out "
+                          f"(hash {want}): the file was edited by hand, or written by another version of babyvlm "
+                          f"(the run's commit {(theirs or 'unknown')[:12]}, this checkout's {(mine or 'unknown')[:12]}); "
+                          f"lay the run out again with `babyvlm study` (or `babyvlm train --run`)")
+    return p
 
 def run_params(p):
     "The section of the run's own family in `p` (e.g. `p.contrastive`)."
@@ -304,7 +322,7 @@ def html_report(nb_path:Path, # an executed notebook
                       template_file='babyvlm_report.html.j2')
     body, _ = ex.from_notebook_node(nbformat.read(str(nb_path), as_version=4),
                                     resources={'metadata': {'name': title or Path(nb_path).stem}})
-    Path(html_path).write_text(body)
+    write_atomic(html_path, body)
     return Path(html_path)
 
 # %% ../nbs/40_study.ipynb #cf75b7e1
@@ -344,7 +362,7 @@ def prepare_run(p:StudyParams, # merged parameters of this run (condition and se
     for f in RESULT_FILES: (out/f).unlink(missing_ok=True)
     restarted = _clear_if_params_changed(p, out)
     save_params(p, out/'params.yaml')
-    (out/'provenance.json').write_text(json.dumps(provenance(params_hash=stable_hash(params_dict(p))), indent=1))
+    write_atomic(out/'provenance.json', json.dumps(provenance(params_hash=stable_hash(params_dict(p))), indent=1))
     return restarted
 
 def job_id() -> str|None:
@@ -374,7 +392,7 @@ def execute_run(out:Path, # a run folder laid out by `prepare_run`
     p = load_params_file(pf)
     status = {'condition': p.condition, 'seed': p.seed, 'run_dir': str(out), 'started': time.strftime('%Y-%m-%dT%H:%M:%S'),
               **(extra or {}), **({'job_id': job_id()} if job_id() else {})}
-    (out/'status.json').write_text(json.dumps({**status, 'status': 'running'}, indent=1))
+    write_atomic(out/'status.json', json.dumps({**status, 'status': 'running'}, indent=1))
     t0 = time.time()
     try:
         res = getattr(p.cluster, p.family)
@@ -391,7 +409,7 @@ def execute_run(out:Path, # a run folder laid out by `prepare_run`
         msg = str(e).strip().splitlines()
         status.update(status='failed', error=type(e).__name__ + ': ' + ('\n'.join(msg[-15:]) if msg else ''))
     status['seconds'] = round(time.time() - t0, 1)
-    (out/'status.json').write_text(json.dumps(status, indent=1))
+    write_atomic(out/'status.json', json.dumps(status, indent=1))
     return status
 
 def run_one(p:StudyParams, # merged parameters of this run (condition and seed set)
@@ -403,6 +421,68 @@ def run_one(p:StudyParams, # merged parameters of this run (condition and seed s
     return execute_run(out, template, {'cleared_old_training': restarted})
 
 # %% ../nbs/40_study.ipynb #a3892cef
+LOCK_FILE = '.study.lock'
+
+class StudyError(RuntimeError):
+    "A study that cannot start: its outputs folder is in use by another study, or cannot be written."
+
+def _proc_start(pid:int) -> str|None:
+    "The start time of process `pid` (Linux /proc, in clock ticks since boot), to tell a live process from a reused pid."
+    try: return Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()[19]
+    except (OSError, IndexError): return None
+
+def _alive(rec:dict) -> bool:
+    "Whether the process a lock record names still runs (on this host; another host's cannot be checked: assumed alive)."
+    if rec.get('host') != socket.gethostname(): return True
+    pid = rec.get('pid')
+    if not isinstance(pid, int) or pid <= 0: return False
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    except PermissionError: pass
+    return rec.get('pid_start') is None or _proc_start(pid) in (None, rec['pid_start'])
+
+@contextlib.contextmanager
+def study_lock(study_dir:Path, # the study's outputs folder
+               echo=print, # progress messages
+              ):
+    """Hold `study_dir/.study.lock` (pid, host, start time and command of this process) while the block runs; refuse with
+    `StudyError` naming the running study if another live process holds it; clear a stale one (its process is gone)."""
+    study_dir = Path(study_dir)
+    try: study_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e: raise StudyError(f"cannot create the outputs folder {study_dir} ({e.strerror or e}); choose another with --out DIR") from None
+    lock = study_dir/LOCK_FILE
+    me = {'pid': os.getpid(), 'pid_start': _proc_start(os.getpid()), 'host': socket.gethostname(),
+          'started': time.strftime('%Y-%m-%dT%H:%M:%S%z'), 'command': shlex.join(sys.argv)}
+    for _ in range(3):
+        try: fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try: held = json.loads(lock.read_text())
+            except (OSError, ValueError): held = None
+            try: fresh = held is None and time.time() - lock.stat().st_mtime < 10
+            except FileNotFoundError: continue   # released just now: try again
+            if fresh: time.sleep(1); continue   # being written just now
+            if held is None or not _alive(held):
+                echo(f"[study] removing a stale lock {lock}" + (f" (pid {held.get('pid')} on {held.get('host')} is not running)" if held else ' (unreadable)'))
+                lock.unlink(missing_ok=True); continue
+            raise StudyError(f"{study_dir} is in use by another study: pid {held.get('pid')} on {held.get('host')}, started "
+                             f"{held.get('started')} (`{held.get('command')}`); wait for it to finish or stop it, or give this one "
+                             f"another --out. If that process is gone (another host's cannot be checked from here), delete {lock}")
+        except OSError as e:
+            raise StudyError(f"the outputs folder {study_dir} is not writable ({e.strerror or e}); choose another with --out DIR "
+                             "or fix its permissions") from None
+        try:
+            with os.fdopen(fd, 'w') as f: f.write(json.dumps(me, indent=1)); f.flush(); os.fsync(f.fileno())
+        except OSError as e:
+            lock.unlink(missing_ok=True)
+            raise StudyError(f"the outputs folder {study_dir} is not writable ({e.strerror or e}); choose another with --out DIR") from None
+        break
+    else: raise StudyError(f"{lock}: could not take the lock (another study keeps taking it)")
+    try: yield lock
+    finally:
+        try:
+            if json.loads(lock.read_text()).get('pid') == me['pid']: lock.unlink()
+        except (OSError, ValueError): pass
+
 def run_study(profile:str='default', # profile name or YAML path
               conditions:list[str]|None=None, # override the profile's conditions
               seeds:list[int]|None=None, # override the profile's seeds
@@ -418,8 +498,7 @@ def run_study(profile:str='default', # profile name or YAML path
     if executor is not None: overrides = [*overrides, f'executor={executor}']
     base = load_params(profile, overrides=overrides)
     conditions = list(conditions or base.conditions); seeds = list(seeds if seeds is not None else base.seeds)
-    study_dir = (Path(out_root or project_root()/'outputs')/base.profile).resolve()   # absolute: see the note on cwd below
-    study_dir.mkdir(parents=True, exist_ok=True)
+    study_dir = (Path(out_root or project_root()/'outputs')/base.profile).resolve()   # absolute: see the note on cwd in `_run_study`
     runs_p = []   # (params, run name, seed) for condition x family x seed, all checked before anything runs
     for c in conditions:
         for f in condition_families(load_params(profile, c, None, overrides), c):
@@ -428,6 +507,11 @@ def run_study(profile:str='default', # profile name or YAML path
         if base.executor == 'local': raise ParamsError("--dry-run prints the job scripts of a cluster executor: add --executor slurm")
         submit_runs([(p, run_dir(study_dir, c, s)) for p, c, s in runs_p], study_dir, echo, dry_run=True)
         return {'study_dir': study_dir, 'runs': [], 'report': None, 'ok': True}
+    with study_lock(study_dir, echo):   # one study at a time on a folder: a second one refuses, naming this one
+        return _run_study(base, profile, conditions, seeds, overrides, study_dir, runs_p, report, echo)
+
+def _run_study(base, profile, conditions, seeds, overrides, study_dir, runs_p, report, echo):
+    "The body of `run_study`, under its lock."
     from babyvlm.assets import fetch_assets
     from babyvlm.world import build_world
     from babyvlm.items import build_benchmarks
@@ -452,7 +536,7 @@ def run_study(profile:str='default', # profile name or YAML path
                 for f in RESULT_FILES: (out/f).unlink(missing_ok=True)
                 st = {'condition': p.condition, 'seed': s, 'run_dir': str(out), 'status': 'failed', 'seconds': 0.0,
                       'error': f"the transfer pipeline failed, so this run did not start: {type(e).__name__}: {e}"}
-                (out/'status.json').write_text(json.dumps(st, indent=1)); echo(f"[study] run {c} seed {s}: failed\n{st['error']}")
+                write_atomic(out/'status.json', json.dumps(st, indent=1)); echo(f"[study] run {c} seed {s}: failed\n{st['error']}")
                 return st
         echo(f"[study] run {c} seed {s} ...")
         st = run_one(p, run_dir(study_dir, c, s))
@@ -464,7 +548,7 @@ def run_study(profile:str='default', # profile name or YAML path
                        'executor': base.executor, 'runs': st, 'provenance': provenance()}
     if base.executor != 'local':   # every run a job on the cluster, reading the world and transfer data made here
         for p in need.values(): transfer(p)
-        (study_dir/'study.json').write_text(json.dumps(plan([{'condition': p.condition, 'seed': s, 'run_dir': str(run_dir(study_dir, c, s)),
+        write_atomic(study_dir/'study.json', json.dumps(plan([{'condition': p.condition, 'seed': s, 'run_dir': str(run_dir(study_dir, c, s)),
                                                                 'status': 'submitted'} for p, c, s in runs_p]), indent=1))
         statuses = submit_runs([(p, run_dir(study_dir, c, s)) for p, c, s in runs_p], study_dir, echo)
     elif jobs == 1:
@@ -490,7 +574,7 @@ def run_study(profile:str='default', # profile name or YAML path
                 statuses = [futs[i].result() for i in range(len(runs_p))]   # in run order
         finally: torch.set_num_threads(saved_threads); os.chdir(cwd0)
     echo(f"[study] {len(statuses)} runs done in {time.time() - t_study:.0f} s (world and transfer pipeline included)")
-    (study_dir/'study.json').write_text(json.dumps(plan(statuses), indent=1))
+    write_atomic(study_dir/'study.json', json.dumps(plan(statuses), indent=1))
     rep = write_report(study_dir, echo) if report else None
     ok = all(s['status'] == 'ok' for s in statuses)
     return {'study_dir': study_dir, 'runs': statuses, 'report': rep, 'ok': ok}
@@ -582,7 +666,7 @@ def _job_ended_early(out:Path, jid:str, state:str, log:Path|None) -> dict:
     parts = [f"--- {f.name} ---\n{_tail(f)}" for f in (out/'run.log', log) if f is not None and Path(f).exists() and _tail(f)]
     st = {'condition': p.condition, 'seed': p.seed, 'run_dir': str(out), 'status': 'failed', 'job_id': jid, 'job_state': state,
           'error': f"job {jid} ended ({state}) before the run finished; end of its logs:\n" + '\n'.join(parts)}
-    (out/'status.json').write_text(json.dumps(st, indent=1))
+    write_atomic(out/'status.json', json.dumps(st, indent=1))
     return st
 
 def submit_runs(runs:list, # (params, run folder) of every run to execute
@@ -625,7 +709,7 @@ def submit_runs(runs:list, # (params, run folder) of every run to execute
         for (p, out), j in zip(rs, jobs):
             rec = {'executor': kind, 'job_id': j.job_id, 'family': family, 'log': str(j.paths.stdout), 'jobs_folder': str(folder),
                    'submitted': time.strftime('%Y-%m-%dT%H:%M:%S')}
-            (out/'job.json').write_text(json.dumps(rec, indent=1))
+            write_atomic(out/'job.json', json.dumps(rec, indent=1))
             waiting[str(out)] = (j.job_id, j, j.paths.stdout)
         echo(f"[study] submitted {len(rs)} {family} run(s) to {kind}: job(s) {', '.join(j.job_id for j in jobs)}")
     last, unseen = None, {}
@@ -652,6 +736,11 @@ def submit_runs(runs:list, # (params, run folder) of every run to execute
     return [done[str(out)] for _, out in runs]
 
 # %% ../nbs/40_study.ipynb #a90d4d7b
+def _log_record(l:str):
+    "A training-log line as a record; None for a blank line or the partly written last line of a killed run."
+    try: return json.loads(l) if l.strip() else None
+    except ValueError: return None
+
 def collect_runs(study_dir:Path) -> list[dict]:
     "One record per run folder under `study_dir`: status, params, metrics (None if not ok), train log; a run that study.json plans but that has no status yet is listed as 'missing'."
     recs, dirs = [], {st.parent for st in Path(study_dir).glob('*/*/status.json')}
@@ -666,6 +755,6 @@ def collect_runs(study_dir:Path) -> list[dict]:
         ok = rec['status'].get('status') == 'ok'
         rec['metrics'] = json.loads((d/'metrics.json').read_text()) if ok and (d/'metrics.json').exists() else None
         log = d/'train_log.jsonl'
-        rec['train_log'] = [json.loads(l) for l in log.read_text().splitlines() if l.strip()] if log.exists() else []
+        rec['train_log'] = [r for l in log.read_text().splitlines() if (r := _log_record(l)) is not None] if log.exists() else []
         recs.append(rec)
     return recs

@@ -4,7 +4,7 @@
 
 # %% ../nbs/30_train.ipynb #9da6e6df
 from __future__ import annotations
-import io, json, logging, math, os, shutil, time
+import errno, io, json, logging, math, os, shutil, time
 from dataclasses import dataclass, asdict, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -14,14 +14,14 @@ from PIL import Image
 from safetensors.torch import save_model, load_model
 from torchvision.transforms import v2
 from tqdm.auto import tqdm
-from .core import seed_everything
+from .core import seed_everything, constrain, check_rules, Range, OneOf, ParamsError, write_atomic, atomic_path
 from .models.vision import to_square
 
 # %% auto #0
 __all__ = ['HARMLESS_KEYS', 'TrainConfig', 'ImageConfig', 'check_train_config', 'lr_at', 'PairTensors', 'check_pairs',
            'undecoded', 'decode_image', 'pair_tensors', 'LazyPairs', 'pair_store', 'batch_indices', 'sample_seeds',
            'make_augment', 'normalize', 'augment_batch', 'ImagePairs', 'TensorRows', 'StepBatches', 'step_loader',
-           'process_state', 'global_mean', 'gather_rows', 'Task', 'TrainResult', 'write_atomic', 'fit']
+           'process_state', 'global_mean', 'gather_rows', 'Task', 'TrainResult', 'fit']
 
 # %% ../nbs/30_train.ipynb #072d78f0
 @dataclass
@@ -64,19 +64,29 @@ class ImageConfig:
     grey_p:float = 0.0 # probability of turning the image grey (SimCLR's 0.2)
     preload_max_gb:float = 8.0 # decode the images into memory once when they take at most this; else per batch
 
+_pos, _nonneg = Range(lo=1), Range(lo=0)
+constrain(TrainConfig,
+          lambda c, pre: None if all(Range(0, 1, hi_open=True).ok(b) for b in c.betas) else f"{pre}betas must both be in [0, 1), got {list(c.betas)}",
+          max_steps=_nonneg,   # 0 skips a phase of a family that trains in phases; `fit` itself needs >= 1
+          batch_size=_pos, lr=Range(lo=0, lo_open=True), weight_decay=_nonneg, warmup_steps=_nonneg,
+          schedule=OneOf(('cosine', 'constant')), grad_clip=Range(lo=0, lo_open=True, optional=True), eval_every=_pos,
+          val_batch_size=_pos, max_val_items=Range(lo=2, optional=True), patience=_nonneg, min_delta=_nonneg,
+          select=OneOf(('best', 'last')), ckpt_every=_pos, keep_checkpoints=_pos, mixed_precision=OneOf(('no', 'bf16', 'fp16')),
+          num_workers=_nonneg)
+_p = Range(0, 1)
+constrain(ImageConfig,
+          lambda c, pre: None if 0 < c.crop_scale[0] <= c.crop_scale[1] <= 1 else f"{pre}crop_scale must be [lo, hi] with 0 < lo <= hi <= 1, got {list(c.crop_scale)}",
+          blur_p=_p, flip_p=_p, jitter_p=_p, grey_p=_p, preload_max_gb=_nonneg)
+
 def check_train_config(cfg:TrainConfig, # the settings to check
                        where:str='train', # the section's name, for the message
                       ):
-    "Refuse settings the engine cannot run with, naming the key."
+    "Refuse settings the engine cannot run with (the rules of `constrain`, and at least one step), naming the key."
     if not isinstance(cfg, TrainConfig): raise TypeError(f"{where}: expected a TrainConfig, got {type(cfg).__name__}")
-    if cfg.max_steps < 1: raise ValueError(f"{where}.max_steps must be >= 1, got {cfg.max_steps}")
-    for k in ('eval_every', 'ckpt_every', 'batch_size', 'keep_checkpoints', 'val_batch_size'):
-        if getattr(cfg, k) < 1: raise ValueError(f"{where}.{k} must be >= 1, got {getattr(cfg, k)}")
-    if cfg.schedule not in ('cosine', 'constant'): raise ValueError(f"{where}.schedule must be 'cosine' or 'constant', got {cfg.schedule!r}")
-    if cfg.select not in ('best', 'last'): raise ValueError(f"{where}.select must be 'best' or 'last', got {cfg.select!r}")
-    if cfg.mixed_precision not in ('no', 'bf16', 'fp16'): raise ValueError(f"{where}.mixed_precision must be 'no', 'bf16' or 'fp16', got {cfg.mixed_precision!r}")
-    if cfg.patience < 0 or cfg.min_delta < 0: raise ValueError(f"{where}: patience and min_delta must be >= 0")
+    check_rules(cfg, '', f'{where}.')
+    if cfg.max_steps < 1: raise ParamsError(f"{where}.max_steps must be >= 1, got {cfg.max_steps}")
     return cfg
+
 
 # %% ../nbs/30_train.ipynb #aa19cc9b
 def lr_at(step:int, # optimizer steps done so far
@@ -358,13 +368,6 @@ class TrainResult:
 _STATE, _BEST = 'trainer_state.json', 'best.safetensors'
 HARMLESS_KEYS = ('progress', 'tensorboard', 'num_workers')  # change speed or logging, not results: a run may resume under others
 
-def write_atomic(path:Path, # the file
-                 text:str, # its new content
-                ):
-    "Write `path` through a temporary file and a rename: a reader (another run on the same folder) never sees half of it."
-    path = Path(path); tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text); os.replace(tmp, path)
-
 def _checkpoints(out_dir:Path) -> list[Path]:
     "Complete checkpoints (those with a trainer state), oldest first."
     ck = [p for p in (out_dir/'checkpoints').glob('step_*') if (p/_STATE).exists()]
@@ -418,6 +421,37 @@ def _validate(task:Task, model, cfg:TrainConfig, device, cuda:bool) -> dict:
     return out
 
 # %% ../nbs/30_train.ipynb #ba8c8c1a
+def _json_line(l:str):
+    "A log line as a record, None for a blank or partly written one (a run killed while it wrote)."
+    try: return json.loads(l) if l.strip() else None
+    except ValueError: return None
+
+def _load_checkpoint(acc, raw, opt, cks:list, seed:int, main:bool) -> Path|None:
+    """Load the newest readable checkpoint of `cks` (oldest first) into the model, optimizer and RNGs; warn naming each one
+    that cannot be read (truncated, corrupt), which is set aside as `.step_N.corrupt`. None when none can be read: the
+    model and optimizer are then as they were (training starts again from step 0)."""
+    import copy, warnings
+    saved = copy.deepcopy(raw.state_dict()), copy.deepcopy(opt.state_dict())
+    bad = []
+    for k in range(len(cks) - 1, -1, -1):
+        ck = cks[k]
+        try:
+            json.loads((ck/_STATE).read_text())
+            with _quiet('accelerate.checkpointing'): acc.load_state(str(ck))
+        except Exception as e:
+            nxt = f"falling back to {cks[k-1].name}" if k else "no earlier checkpoint: training starts again from step 0"
+            warnings.warn(f"checkpoint {ck} cannot be read ({type(e).__name__}: {str(e)[:200]}); {nxt}", RuntimeWarning, stacklevel=3)
+            bad.append(ck); continue
+        break
+    else: ck = None
+    acc.wait_for_everyone()
+    if main:
+        for b in bad: os.replace(b, b.with_name(f'.{b.name}.corrupt')) if not b.with_name(f'.{b.name}.corrupt').exists() else shutil.rmtree(b)
+    acc.wait_for_everyone()
+    if ck is None:
+        raw.load_state_dict(saved[0]); opt.load_state_dict(saved[1]); seed_everything(seed)
+    return ck
+
 def fit(task:Task, # what to train
         cfg:TrainConfig, # how
         out_dir:Path|str, # the task's folder: checkpoints, logs, the selected weights
@@ -468,16 +502,16 @@ def fit(task:Task, # what to train
                           | {k for k in ('n_train', 'n_val') if settings[k] != old.get(k)})
             if diff: raise ValueError(f"{out_dir}: its checkpoints were made with a different configuration ({', '.join(diff)} "
                                       f"differ); use a new folder or delete {out_dir/'checkpoints'}")
-        ck = cks[-1]
-        with _quiet('accelerate.checkpointing'): acc.load_state(str(ck))
+        ck = _load_checkpoint(acc, raw, opt, cks, cfg.seed, main)
+    if cks and ck is not None:
         st.update(json.loads((ck/_STATE).read_text()))
         resumed_from = st['step']
         resumable = st['step'] < cfg.max_steps and not st['stopped_early']
         if main and (ck/_BEST).exists() and (resumable or not (out_dir/_BEST).exists()):
             shutil.copy2(ck/_BEST, out_dir/_BEST)   # the best weights as of the checkpoint (a killed run may have written later ones)
         if log_path.exists() and main:  # drop log lines written after the checkpoint by the killed run
-            keep = [l for l in log_path.read_text().splitlines() if l.strip() and json.loads(l)['step'] <= st['step']]
-            log_path.write_text(''.join(l + '\n' for l in keep))
+            keep = [l for l in log_path.read_text().splitlines() if (r := _json_line(l)) is not None and r['step'] <= st['step']]
+            write_atomic(log_path, ''.join(l + '\n' for l in keep))
     elif main:
         for f in (log_path, out_dir/_BEST): f.unlink(missing_ok=True)
     finished = st['step'] >= cfg.max_steps or st['stopped_early']
@@ -496,7 +530,8 @@ def fit(task:Task, # what to train
             st['last_val_loss'] = r['val_loss']
             if r['val_loss'] < st['best_val_loss'] - cfg.min_delta:
                 st.update(best_val_loss=r['val_loss'], best_step=step, bad_evals=0)
-                if main and select == 'best': save_model(raw, str(out_dir/_BEST))
+                if main and select == 'best':
+                    with atomic_path(out_dir/_BEST) as tmp: save_model(raw, str(tmp))
             else:
                 st['bad_evals'] += 1
                 if cfg.patience and st['bad_evals'] >= cfg.patience: st['stopped_early'] = True
@@ -507,12 +542,27 @@ def fit(task:Task, # what to train
         return rec
 
     def checkpoint(step):
-        ck = out_dir/'checkpoints'/f'step_{step}'
+        # written into a temporary folder that every process shares, renamed when complete: a kill or a full disk in the
+        # middle leaves the earlier checkpoints as they were, and no partial folder that looks like a checkpoint
+        ck = out_dir/'checkpoints'/f'step_{step}'; tmp = ck.with_name(f'.{ck.name}.partial')
         acc.wait_for_everyone()
-        with _quiet('accelerate.utils.other'): acc.save_state(str(ck), safe_serialization=True)  # tied weights: stored once
+        if main and tmp.exists(): shutil.rmtree(tmp)
+        acc.wait_for_everyone()
+        try:
+            with _quiet('accelerate.utils.other'): acc.save_state(str(tmp), safe_serialization=True)  # tied weights: stored once
+            if main:
+                if (out_dir/_BEST).exists(): shutil.copy2(out_dir/_BEST, tmp/_BEST)
+                write_atomic(tmp/_STATE, json.dumps(st, indent=1) + '\n')  # written last: marks the checkpoint complete
+        except BaseException as e:
+            if main: shutil.rmtree(tmp, ignore_errors=True)
+            if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+                raise OSError(errno.ENOSPC, f"no space left on the device while writing checkpoint {ck}; the earlier checkpoints "
+                                            "were kept (free some space and run the same command again: it resumes)") from e
+            raise
+        acc.wait_for_everyone()
         if main:
-            if (out_dir/_BEST).exists(): shutil.copy2(out_dir/_BEST, ck/_BEST)
-            (ck/_STATE).write_text(json.dumps(st, indent=1) + '\n')  # written last: marks the checkpoint complete
+            if ck.exists(): shutil.rmtree(ck)
+            os.replace(tmp, ck)
             for old in _checkpoints(out_dir)[:-cfg.keep_checkpoints]: shutil.rmtree(old)
         acc.wait_for_everyone()
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 import datasets
-from .core import cache_dir, stable_hash, REFERENCE_VOCAB
+from .core import cache_dir, stable_hash, REFERENCE_VOCAB, constrain, Range
 from .assets import fetch_assets, asset_index, assets_dir, AssetError, LABELED_S_CATEGORIES, SCENE_CATEGORIES, WORLD_PACKS
 from .compose import (AssetStore, Pools, split_groups, reserve_web, make_pools, compose_home, web_view, pick, encode_png,
                              parallel_map, PAIR_FEATURES, WEB_FEATURES)
@@ -48,6 +48,19 @@ class WorldConfig:
     web_home_in:float = 0.5 # mean home-likeness of web images of in-home categories (`IN_HOME`)
     web_home_out:float = 0.15 # mean home-likeness of web images of the other categories (vehicles, wild animals, ...)
     seed:int = 0 # seed of everything in the world
+
+_share, _count = Range(0, 1), Range(lo=0)
+constrain(WorldConfig,
+          lambda c, pre: (f"{pre}test_share + {pre}val_share must be < 1 (the rest of each category's asset groups trains), got "
+                          f"{c.test_share:g} + {c.val_share:g}") if c.test_share + c.val_share >= 1 else None,
+          lambda c, pre: (f"{pre}n_winoground must be <= {pre}n_vtwt (its instances are the first VTWT items with their edits), "
+                          f"got {c.n_winoground} > {c.n_vtwt}") if c.n_winoground > c.n_vtwt else None,
+          image_size=Range(lo=8), n_home_train=Range(lo=1), n_home_val=Range(lo=2), n_web=_count, n_web_val=_count,
+          naming_share=_share, distractor_share=_share, grounding_share=_share, hand_share=_share, zipf_exponent=_count,
+          labeled_s_per_category=Range(lo=1), n_vtwt=Range(lo=1), n_winoground=_count, n_captions=Range(lo=1),
+          real_photo_trials_per_image=_count, test_share=Range(0, 1, lo_open=True, hi_open=True),
+          val_share=Range(0, 1, lo_open=True, hi_open=True), web_categories=_count, web_share=Range(0, 1, hi_open=True),
+          web_home_in=_share, web_home_out=_share)
 
 # %% ../nbs/03_world.ipynb #b0c4c8e3
 @dataclass

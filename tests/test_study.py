@@ -155,3 +155,49 @@ def test_transfer_condition_runs_end_to_end(tmp_path, params_root, monkeypatch):
     assert m['n_train_pairs'] == c['home_kept'] + c['transferred']
     html = (res['study_dir']/'report.html').read_text()
     assert 'CVCL, home_transferred' in html and 'Pairs kept by each step' in html
+
+
+def _tree(pid: int) -> list[int]:
+    "`pid` and every process below it (from /proc)."
+    kids = {}
+    for st in Path('/proc').glob('[0-9]*/stat'):
+        try: f = st.read_text().rsplit(')', 1)[1].split()
+        except OSError: continue
+        kids.setdefault(int(f[1]), []).append(int(st.parent.name))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop(); out.append(p); todo += kids.get(p, [])
+    return out
+
+
+def test_sigkill_mid_run_then_the_same_command_finishes_with_the_same_metrics(study, params_root, tmp_path):
+    """The whole study (its process and its kernels) killed with SIGKILL in the middle of training; the same command again
+    clears the stale lock, resumes from the last checkpoint and ends with the metrics of the uninterrupted study."""
+    import os, signal, time
+    env = {**os.environ, 'BABYVLM_PARAMS': str(params_root), 'BABYVLM_THREADS': '2'}
+    cmd = [str(BIN/'babyvlm'), 'study', '--profile', 'quick', '--conditions', 'home', '--no-report', '--out', str(tmp_path)] + sum(
+        [['--set', o] for o in TINY + ['jobs=1', 'families=[contrastive]']], [])
+    run = run_dir(tmp_path/'quick', 'home', 0)
+    ck = run/'contrastive'/'checkpoints'/'step_15'/'trainer_state.json'
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        t0 = time.time()
+        while not ck.exists() and proc.poll() is None and time.time() - t0 < 900: time.sleep(0.1)
+        assert ck.exists(), 'the run never wrote its first checkpoint'
+        for pid in reversed(_tree(proc.pid)):
+            try: os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError: pass
+        proc.wait()
+    finally:
+        if proc.poll() is None: proc.kill()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (run/'metrics.json').exists() and json.loads((run/'status.json').read_text())['status'] == 'running'
+    assert json.loads((tmp_path/'quick'/'.study.lock').read_text())['pid'] == proc.pid   # left behind by the killed study
+    time.sleep(1)
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f'removing a stale lock' in r.stdout and f'pid {proc.pid}' in r.stdout, r.stdout
+    info = json.loads((run/'run_info.json').read_text())
+    assert info['resumed_from'] in (15, 30), info   # resumed from a checkpoint the killed run wrote, not from scratch
+    assert (run/'metrics.json').read_bytes() == (run_dir(study['study_dir'], 'home', 0)/'metrics.json').read_bytes()
+    assert not (tmp_path/'quick'/'.study.lock').exists()

@@ -14,7 +14,7 @@ from PIL import Image
 from safetensors.torch import save_model, load_model
 from tqdm.auto import tqdm
 from torchvision.transforms import v2
-from ..core import require_files
+from ..core import require_files, MIN_IMAGE_SIDE
 from .contrastive import load_contrastive, model_from_config
 
 # %% auto #0
@@ -41,7 +41,9 @@ def to_square(im:Image.Image, # any PIL image
               fit:str='crop', # 'crop' (this function's own rule) or 'pad' (`pad_square` with `fill`)
               fill:Sequence[float]=(0.5, 0.5, 0.5), # background of 'pad'
              ) -> Image.Image:
-    "RGB `im` resized (bicubic) on its shorter side to `size` and centre-cropped to `size` x `size` (or `pad_square`d)."
+    "RGB `im` resized (bicubic) on its shorter side to `size` and centre-cropped to `size` x `size` (or `pad_square`d; grey, CMYK, palette: converted)."
+    if min(im.size) < MIN_IMAGE_SIDE:   # a 1 x 1 (or empty) image would become a flat colour without a word
+        raise ValueError(f"the image is {im.size[0]}x{im.size[1]} pixels; at least {MIN_IMAGE_SIDE} pixels a side expected")
     if fit == 'pad': return pad_square(im, size, fill)
     if fit != 'crop': raise ValueError(f"to_square: fit must be one of {FITS}, got {fit!r}")
     im = im.convert('RGB')
