@@ -292,7 +292,10 @@ def test_cli_evaluate_scores_a_run_folder_on_item_files(tmp_path):
     # the controls of the benchmarks where a model without its image is informative
     assert sorted(m['controls']) == ['blind', 'text_prior']
     assert set(m['controls']['blind']) == set(m['controls']['text_prior']) == {'vtwt', 'baby_winoground', 'saycam_caption'}
-    assert {p.name for p in (tmp_path/'out').iterdir()} == {'metrics.json'} | {f'{n}_{k}' for n in bench for k in ('metrics.json', 'predictions.jsonl')}
+    assert {p.name for p in (tmp_path/'out').iterdir()} == {'metrics.json', 'controls'} | {f'{n}_{k}' for n in bench for k in ('metrics.json', 'predictions.jsonl')}
+    # the controls' per-item predictions, for paired comparisons (babyvlm.claims)
+    for c in ('blind', 'text_prior'):
+        assert {p.name for p in (tmp_path/'out'/'controls'/c).iterdir()} == {f'{n}_{k}' for n in m['controls'][c] for k in ('metrics.json', 'predictions.jsonl')}
     assert len((tmp_path/'out/labeled_s_predictions.jsonl').read_text().splitlines()) == 22
     assert 'labeled_s' in r.stdout and 'baby_winoground' in r.stdout and 'blind' in r.stdout
     # no train_utterances.json: captions are retrieved from the benchmark's own references, and the CLI says so
