@@ -136,7 +136,9 @@ def test_controls_and_score_run(setup, tmp_path):
     assert [p['prediction'] for p in preds['saycam_caption']] == caps[:4]   # retrieval over the candidates
     assert sorted(ctl) == ['blind', 'text_prior'] and set(ctl['blind']) == set(ctl['text_prior']) == {'vtwt', 'saycam_caption'}
     assert set(BLIND_BENCHMARKS) >= set(ctl['blind'])
-    assert {p.name for p in (tmp_path/'out').iterdir()} == {f'{n}_{k}' for n in items for k in ('metrics.json', 'predictions.jsonl')}
+    assert {p.name for p in (tmp_path/'out').iterdir()} == {'controls'} | {f'{n}_{k}' for n in items for k in ('metrics.json', 'predictions.jsonl')}
+    for c in ('blind', 'text_prior'):   # the controls' per-item predictions too (paired comparisons, babyvlm.claims)
+        assert {p.name for p in (tmp_path/'out'/'controls'/c).iterdir()} == {f'{n}_{k}' for n in ctl[c] for k in ('metrics.json', 'predictions.jsonl')}
     again, _, ctl2 = score_run(loaded, items, EvalConfig(n_boot=20, batch_size=64), candidates=ds['text'])
     assert again == res and ctl2 == ctl
     assert score_run(loaded, items, EvalConfig(n_boot=20), candidates=ds['text'], controls=False)[2] == {}
