@@ -50,7 +50,7 @@ def test_every_benchmark_control_and_reference(study):
     html = (sd/'report.html').read_text()
     for s in ['Main table', 'reference (upper bound), reference', 'text prior (no image), home utterances', 'CVCL, home', 'Wino group',
               'BabyLLaVA-GPT2, home', 'BabyLLaVA-Llama, home', 'CoCa hybrid, home', 'with and without its image',
-              'Caption METEOR', 'Real photos', 'paper: CVCL, SAYCam only']:
+              'Caption METEOR', 'Real photos', 'paper: CVCL', 'paper: CLIP-large', 'Claims', 'Verdicts:']:
         assert s in html, s
 
 
