@@ -12,7 +12,8 @@ from .core import params_dir, read_yaml
 
 # %% auto #0
 __all__ = ['ITEM_ID', 'DEFAULT_KEY', 'VERDICTS', 'PAPER_RESULTS', 'BENCH_KEYS', 'SUBSETS', 'item_outcomes', 'seed_bootstrap',
-           'pooled_estimate', 'paired_difference', 'unpaired_difference', 'verdict', 'paper_results', 'claims_table']
+           'pooled_estimate', 'paired_difference', 'unpaired_difference', 'verdict', 'paper_results', 'run_outcomes',
+           'claims_table']
 
 # %% ../nbs/35_claims.ipynb #51b7b9ba
 ITEM_ID = dict(labeled_s='trial_id', real_photos='trial_id', vtwt='item_id', baby_winoground='instance_id', saycam_caption='item_id')
@@ -44,6 +45,10 @@ def item_outcomes(run_dir:Path|str, # a run folder (or any folder with `<benchma
     return out
 
 # %% ../nbs/35_claims.ipynb #76593c30
+def _seed_picks(S:int, n_boot:int, seed:int) -> np.ndarray:
+    "(n_boot, S) seed indices drawn with replacement; one seed: no resampling of seeds."
+    return np.random.default_rng([seed, 0]).integers(0, S, (n_boot, S)) if S > 1 else np.zeros((n_boot, 1), int)
+
 def seed_bootstrap(per_seed:list, # one 1-d array of per-item values per seed
                    n_boot:int=1000, # bootstrap resamples
                    seed:int=0, # random seed of the resampling
@@ -54,7 +59,7 @@ def seed_bootstrap(per_seed:list, # one 1-d array of per-item values per seed
     if not cols or any(c.ndim != 1 or not len(c) for c in cols):
         raise ValueError(f"seed_bootstrap: needs one non-empty 1-d array per seed, got shapes {[c.shape for c in cols]}")
     S = len(cols); rng = np.random.default_rng([seed, 1])
-    if picks is None: picks = np.random.default_rng([seed, 0]).integers(0, S, (n_boot, S)) if S > 1 else np.zeros((n_boot, 1), int)
+    if picks is None: picks = _seed_picks(S, n_boot, seed)
     tot = np.zeros(n_boot)
     for j in range(picks.shape[1]):
         for s in range(S):
@@ -104,7 +109,7 @@ def unpaired_difference(a:dict, # {seed: {item id: value}} of one group of items
     if not seeds: raise ValueError(f"unpaired_difference: no common seed (seeds {sorted(a)} vs {sorted(b)})")
     va, vb = ([np.fromiter(x[s].values(), np.float64) for s in seeds] for x in (a, b))
     if any(not len(v) for v in va + vb): raise ValueError("unpaired_difference: a seed has an empty group")
-    S = len(seeds); picks = np.random.default_rng([seed, 0]).integers(0, S, (n_boot, S)) if S > 1 else np.zeros((n_boot, 1), int)
+    S = len(seeds); picks = _seed_picks(S, n_boot, seed)
     dist = seed_bootstrap(va, n_boot, seed, picks) - seed_bootstrap(vb, n_boot, seed + 7919, picks)
     per = [x.mean() - y.mean() for x, y in zip(va, vb)]
     lo, hi = np.quantile(dist, [(1 - ci)/2, (1 + ci)/2])
@@ -195,16 +200,19 @@ def _runs_of(runs:list, side:dict) -> tuple[str, list]:
         if rs: return cond, rs
     return _conditions(side)[0], []
 
+def run_outcomes(runs:list, # `collect_runs` records of one condition x family (one per seed)
+                 benchmark:str, # a benchmark of `ITEM_ID`
+                 key:str|None=None, control:str|None=None, where:Callable|None=None, # as `item_outcomes`
+                ) -> dict|None:
+    "`{seed: item_outcomes(...)}` over the runs; None when a run has no such predictions (e.g. a folder from before they were written)."
+    try: return {int(r['seed']): item_outcomes(r['dir'], benchmark, key, control, where) for r in runs}
+    except FileNotFoundError: return None
+
 def _side_outcomes(runs:list, side:dict, bench:str) -> dict|None:
-    b, key = BENCH_KEYS[bench]; key = side.get('key', key)
+    b, key = BENCH_KEYS[bench]
     rs = _runs_of(runs, side)[1]
     if not rs: return None
-    where = SUBSETS[side['subset']] if side.get('subset') else None
-    out = {}
-    for r in rs:
-        try: out[int(r['seed'])] = item_outcomes(r['dir'], b, key, side.get('control'), where)
-        except FileNotFoundError: return None
-    return out
+    return run_outcomes(rs, b, side.get('key', key), side.get('control'), SUBSETS[side['subset']] if side.get('subset') else None)
 
 def _side_name(s:dict, runs:list) -> str:
     return f"{s['family']}/{_runs_of(runs, s)[0]}" + ''.join(f" {k}={s[k]}" for k in ('control', 'key', 'subset') if s.get(k))
