@@ -4,11 +4,12 @@
 
 # %% ../nbs/34_audit.ipynb #7d5646ac
 from __future__ import annotations
-import re
+import hashlib, json, re, warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 import numpy as np
+from .core import stable_hash, write_atomic
 from .benchmarks import image_sources, load_image
 
 # %% auto #0
@@ -143,13 +144,25 @@ def _item_assets(bench, name:str) -> list[set]|None:
         return [{a} for a in ds['asset_id']]
     return None
 
+def _audit_key(world, bench, threshold:float, n_examples:int) -> str:
+    "The audit's cache key: the world, the benchmarks' code, the code that computes the audit (and its encoder), the settings."
+    import babyvlm.audit, babyvlm.matching, babyvlm.pretrained
+    code = hashlib.sha256(b''.join(Path(m.__file__).read_bytes() for m in (babyvlm.audit, babyvlm.matching, babyvlm.pretrained))).hexdigest()
+    return stable_hash(dict(world=world.manifest['hash'], benchmarks=bench.manifest.get('code'), code=code,
+                            threshold=threshold, n_examples=n_examples))
+
 def audit_world(world, # a built world (`babyvlm.world.build_world`)
                 bench, # its benchmarks (`babyvlm.items.build_benchmarks`)
                 embed:Callable|None=None, # images -> embeddings (default `EffNetEmbedder()`)
                 threshold:float=0.95, # near-duplicate cosine
                 n_examples:int=5, # examples per kind
+                cache:bool=True, # with the default encoder: keep the result in `<benchmarks>/audit/`, keyed by world, code and settings
                ) -> dict:
     "The audit of the embedded benchmarks: items sharing an asset with any training or validation picture, and near duplicates."
+    path = bench.root/'audit'/f"{_audit_key(world, bench, threshold, n_examples)}.json" if embed is None and cache else None
+    if path is not None and path.exists():
+        try: return json.loads(path.read_text())
+        except json.JSONDecodeError: warnings.warn(f"{path}: not a readable audit (ignored; computing it again)")
     train_assets = set()
     for d in (world.home, world.web):
         for split in d: train_assets |= set(d[split]['asset_id'])
@@ -160,6 +173,8 @@ def audit_world(world, # a built world (`babyvlm.world.build_world`)
         r['n_sharing_assets'] = None if a is None else sum(bool(s & train_assets) for s in a)
         r['shared_assets'] = None if a is None else sorted(set().union(*a) & train_assets)[:n_examples]
     res['n_train_assets'] = len(train_assets)
+    res = json.loads(json.dumps(res))   # the same plain types whether computed or read back
+    if path is not None: path.parent.mkdir(parents=True, exist_ok=True); write_atomic(path, json.dumps(res))
     return res
 
 def format_audit(res:dict) -> str:

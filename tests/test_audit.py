@@ -96,3 +96,26 @@ def test_the_embedded_world_shares_no_asset_and_states_its_near_duplicate_rate()
     self_dup = audit_items({'saycam_caption': [CaptionItem('x', w.home['train'][0]['image'], ['a'])]},
                          list(w.home['train']['image']), pixels)
     assert self_dup['benchmarks']['saycam_caption']['n_near_duplicate'] == 1
+
+
+def test_the_world_audit_is_kept_per_world_and_settings(monkeypatch):
+    "audit_world with its default encoder computes once per world, code and settings; a damaged cache file is computed again."
+    import babyvlm.audit as A
+    from babyvlm.world import WorldConfig, build_world
+    from babyvlm.items import build_benchmarks
+    w = build_world(WorldConfig(n_home_train=110, n_home_val=44, n_web=60, n_web_val=20, labeled_s_per_category=2, seed=3,
+                                n_vtwt=200, n_winoground=60, n_captions=44), progress=False)
+    bench = build_benchmarks(w, progress=False)
+    shutil.rmtree(bench.root/'audit', ignore_errors=True)
+    calls, real = [], A.audit_items
+    monkeypatch.setattr(A, 'audit_items', lambda *a, **k: calls.append(k.get('threshold')) or real(*a, **k))
+    first = A.audit_world(w, bench)
+    again = A.audit_world(w, bench)
+    assert calls == [0.95] and again == first and first['encoder'] and len(list((bench.root/'audit').glob('*.json'))) == 1
+    other = A.audit_world(w, bench, threshold=0.9)
+    assert calls == [0.95, 0.9] and other['threshold'] == 0.9 and len(list((bench.root/'audit').glob('*.json'))) == 2
+    A.audit_world(w, bench, cache=False); assert len(calls) == 3   # not read, not written
+    f = sorted((bench.root/'audit').glob('*.json'), key=lambda p: p.stat().st_mtime)[0]
+    f.write_text('{"truncat')
+    with pytest.warns(UserWarning, match='not a readable audit'): redo = A.audit_world(w, bench)
+    assert len(calls) == 4 and redo == first and json.loads(f.read_text()) == first
