@@ -170,6 +170,15 @@ def _retrieval(scorer, candidates):
     if not candidates: raise ValueError("a retrieval captioner needs candidate utterances (the training utterances)")
     return retrieval_captioner(scorer, sorted(set(candidates)))
 
+def _retrieval_of(l:Loaded, batch_size:int, candidates, scorer_of:Callable) -> Callable:
+    """The retrieval captioner of a loaded model over `candidates`, built once per model, batch size and candidates: the
+    model's captions and its blind control's share it (it sees only the images it is given, blank ones for the control),
+    so the candidates' text embeddings are computed once (the reference's text encoder spent most of its scoring there)."""
+    memo = l.__dict__.setdefault('_retrieval_captioners', {})
+    key = (scorer_of.__qualname__, batch_size, tuple(sorted(set(candidates))))
+    if key not in memo: memo[key] = _retrieval(scorer_of(l, batch_size), candidates)
+    return memo[key]
+
 # %% ../nbs/32_families.ipynb #fc4b61e1
 @dataclass
 class ContrastiveParams:
@@ -211,9 +220,9 @@ def _contrastive_scorer(l:Loaded, batch_size:int=64):
 
 register_family(Family(
     'contrastive', 'CVCL', ContrastiveParams, train_contrastive, _load_contrastive, _contrastive_scorer,
-    captioner=lambda l, bs, cands: _retrieval(_contrastive_scorer(l, bs), cands),
+    captioner=lambda l, bs, cands: _retrieval_of(l, bs, cands, _contrastive_scorer),
     blind=lambda l, bs, cands: BlankImageScorer(_contrastive_scorer(l, bs), l.model.image_size,
-                                                _retrieval(_contrastive_scorer(l, bs), cands) if cands else None),
+                                                _retrieval_of(l, bs, cands, _contrastive_scorer) if cands else None),
     saved_as='cvcl', files=('contrastive', 'model.safetensors', 'model_config.json', 'vocab.json'), caption_kind='retrieved'))
 
 # %% ../nbs/32_families.ipynb #d47797dc
@@ -476,9 +485,9 @@ def _reference_scorer(l:Loaded, batch_size:int=64):
 
 register_family(Family(
     'reference', 'reference (upper bound)', ReferenceParams, train_reference, _load_reference, _reference_scorer,
-    captioner=lambda l, bs, cands: _retrieval(_reference_scorer(l, bs), cands),
+    captioner=lambda l, bs, cands: _retrieval_of(l, bs, cands, _reference_scorer),
     blind=lambda l, bs, cands: BlankImageScorer(_reference_scorer(l, bs), l.model.image_size,
-                                                _retrieval(_reference_scorer(l, bs), cands) if cands else None),
+                                                _retrieval_of(l, bs, cands, _reference_scorer) if cands else None),
     saved_as='lit-reference', files=('reference', 'heads.safetensors', 'model_config.json'), caption_kind='retrieved',
     n_trained=lambda l: sum(t.numel() for t in l.model.heads.parameters()), upper_bound=True))
 
