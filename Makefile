@@ -60,16 +60,19 @@ slurm-packages:
 LMMS_VENV := .venv-lmms
 LMMS_STAMP := $(LMMS_VENV)/.installed
 LMMS_EVAL := lmms-eval==0.7.3
+# lmms-eval 0.7.3 patches filelock's internals (`filelock._api`, gone in filelock 4): the one pin of its own
+LMMS_PINS := filelock==3.32.7
 lmms-venv: $(LMMS_STAMP)
 
-$(LMMS_STAMP): settings.ini setup.py
+$(LMMS_STAMP): settings.ini setup.py Makefile
 	test -x $(LMMS_VENV)/bin/python || $(PYTHON) -m venv $(LMMS_VENV)
 	$(PYTHON) -c "import configparser; c = configparser.ConfigParser(); c.read('settings.ini'); d = c['DEFAULT']; print('\n'.join((d['requirements'] + ' ' + d['dev_requirements']).split()))" > $(LMMS_VENV)/constraints.txt
-	$(LMMS_VENV)/bin/pip install --disable-pip-version-check -q -c $(LMMS_VENV)/constraints.txt "$(LMMS_EVAL)" -e ".[dev]"
+	$(LMMS_VENV)/bin/pip install --disable-pip-version-check -q -c $(LMMS_VENV)/constraints.txt "$(LMMS_EVAL)" $(LMMS_PINS) -e ".[dev]"
 	touch $(LMMS_STAMP)
 
-test-lmms: $(LMMS_STAMP) assets
-	BABYVLM_REQUIRE_LMMS=1 $(LMMS_VENV)/bin/pytest -q tests/test_lmms.py
+test-lmms: $(LMMS_STAMP)
+	$(LMMS_VENV)/bin/babyvlm assets fetch
+	BABYVLM_REQUIRE_LMMS=1 $(LMMS_VENV)/bin/pytest -q -s tests/test_lmms.py
 
 # JupyterLab on nbs/ with the venv's `babyvlm` kernel (as root, as in a container, it needs --allow-root);
 # LAB_ARGS passes options on, e.g. `make lab LAB_ARGS="--no-browser --port 8899"`

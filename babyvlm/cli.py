@@ -72,7 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="inspect: read the four babylmms-eval CSVs (labeled_s, vtwt, baby_winoground, SAYCam_caption) "
                        "and report per benchmark the item count (vs the paper's) and how many referenced images are missing. "
                        "export: write the embedded world's four benchmarks in the harness's layout (DIR/dataset/<task>/<task>.csv "
-                       "and PNG images where the authors' utils.py read them, plus DIR/babyvlm_export.json with the items' own ids), "
+                       "and PNG images where the authors' utils.py read them, DIR/babyvlm_export.json with the items' own ids, and "
+                       "DIR/nltk_data for the harness's METEOR offline), "
                        "so that lmms-eval with the authors' task files runs on them from DIR.")
     b.add_argument('action', choices=['inspect', 'export'], help='inspect: count items and missing images (never modifies '
                    'anything); export: write the embedded benchmarks in the harness layout')
@@ -88,6 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help='export: override a parameter of --profile (e.g. world.n_vtwt=60); not with --run')
     b.add_argument('--benchmarks', nargs='+', metavar='NAME', help='export: benchmarks to write (default: the four of the harness)')
     b.add_argument('--limit', type=int, metavar='N', help='export: the first N items of each benchmark (default: all)')
+    xs = sub.add_parser('export-submission', help="write a run as an lmms-eval model.py plus its checkpoint (a leaderboard-style submission)",
+                        description="Write OUT/model.py (babyvlm's lmms-eval adapter, class BabyVLMSubmission, loading the checkpoint "
+                        "beside it), OUT/checkpoint/ (the files the run's family loads, and its training utterances), requirements.txt "
+                        "and README.md. See babyvlm.lmms.export_submission.")
+    xs.add_argument('--run', type=Path, required=True, metavar='DIR', help='a trained run folder of any family')
+    xs.add_argument('--out', type=Path, required=True, metavar='DIR', help='the submission folder (new or empty)')
     e = sub.add_parser('evaluate', help='score a model (a run folder of any family, or an open_clip model) on the benchmarks',
                        description="Score a model with the paper's rules on the embedded world's benchmarks (of --profile) "
                        "or, with --babylmms/--images, on the paper's own item files; writes <benchmark>_metrics.json, "
@@ -273,9 +280,15 @@ def _benchmarks(args) -> int:
     man = dict(world=world.root.name, world_params_hash=stable_hash(p.world), profile=p.profile, run=str(args.run) if args.run else None,
                limit=args.limit, benchmarks={n: dict(csv=str(Path(r['csv']).relative_to(args.out)), n_items=r['n_items'], ids=r['ids'])
                                              for n, r in res.items()})
+    nltk_env = ''
+    if 'saycam_caption' in names:   # the harness's METEOR offline (babyvlm.lmms.harness_nltk_data)
+        from babyvlm.lmms import harness_nltk_data
+        man['nltk_data'] = str(harness_nltk_data(Path(args.out)/'nltk_data').relative_to(args.out))
+        nltk_env = f"NLTK_DATA={Path(args.out).resolve()/'nltk_data'} "
     (Path(args.out)/'babyvlm_export.json').write_text(json.dumps(man, indent=1))
     for n, r in res.items(): print(f"{n:<16} {r['n_items']:>5} items -> {r['csv']}")
-    print(f"world {world.root.name[:12]}: run lmms-eval from {args.out} (the authors' task files read dataset/...)")
+    print(f"world {world.root.name[:12]}: from {args.out}, run {nltk_env}HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 lmms-eval --model babyvlm "
+          f"--model_args run=RUN --tasks {','.join(names)} --include_path <the authors' task folder>")
     return 0
 
 def _audit(args) -> int:
@@ -409,6 +422,14 @@ def main(argv:list[str]|None=None) -> int:
 
         if args.command == 'train': return _train(args)
         if args.command == 'benchmarks': return _benchmarks(args)
+        if args.command == 'export-submission':
+            from babyvlm.core import set_offline
+            from babyvlm.lmms import export_submission
+            set_offline()
+            try: out = export_submission(args.run, args.out)
+            except (FileNotFoundError, FileExistsError, ValueError) as err: return _fail(f"export-submission: {err}")
+            print(f"[export-submission] {args.run} -> {out}: model.py, checkpoint/ ({len(list((out/'checkpoint').iterdir()))} files)")
+            return 0
     except ParamsError as e:
         print(f"babyvlm: parameter error: {e}", file=sys.stderr); return 2
     except Exception as e:

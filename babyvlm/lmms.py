@@ -14,9 +14,9 @@ from .evaluate import EvalConfig, LikelihoodScorer, retrieval_captioner
 from .families import detect_family
 
 # %% auto #0
-__all__ = ['LOSS_KINDS', 'STUDY_MAX_NEW_TOKENS', 'MODEL_NAME', 'BabyVLM', 'SUBMISSION_MODEL', 'HarnessModel',
+__all__ = ['LOSS_KINDS', 'STUDY_MAX_NEW_TOKENS', 'MODEL_NAME', 'BabyVLM', 'PUNKT_FILES', 'SUBMISSION_MODEL', 'HarnessModel',
            'load_harness_model', 'harness_loglikelihood', 'harness_generate', 'lmms_class', 'lmms_manifest',
-           'export_submission']
+           'harness_nltk_data', 'export_submission']
 
 # %% ../nbs/36_lmms.ipynb #ba6de766
 LOSS_KINDS = {'likelihood': 'mean token cross-entropy of the text (+<eos>) given the image, in nats (loss = -score)',
@@ -162,6 +162,7 @@ def harness_generate(model:HarnessModel, # the model
 MODEL_NAME = 'babyvlm' # the name under which lmms-eval finds the adapter
 
 def lmms_class(base:type, # lmms-eval's `lmms_eval.api.model.lmms` (or a stand-in with its interface)
+               respond:Callable|None=None, # wraps each (loss, is_greedy) pair for the harness (default: the pair itself)
               ) -> type:
     "The lmms-eval adapter class on `base`: babyvlm's losses and captions for loglikelihood and generate_until requests."
     class BabyVLM(base):
@@ -179,7 +180,8 @@ def lmms_class(base:type, # lmms-eval's `lmms_eval.api.model.lmms` (or a stand-i
             self.model = load_harness_model(run or pretrained, babyllava, cvcl, dino, vocab, candidates, bs, device or 'cpu')
             if not hasattr(self, 'task_dict'): self.task_dict = {}
         def loglikelihood(self, requests) -> list:
-            return harness_loglikelihood(self.model, [r.args for r in requests], self.task_dict)
+            res = harness_loglikelihood(self.model, [r.args for r in requests], self.task_dict)
+            return res if respond is None else [respond(r) for r in res]
         def generate_until(self, requests) -> list:
             return harness_generate(self.model, [r.args for r in requests], self.task_dict)
         def generate_until_multi_round(self, requests) -> list:
@@ -194,10 +196,32 @@ def lmms_manifest():
 
 try: from lmms_eval.api.model import lmms as _lmms_base   # only where lmms-eval is installed
 except ImportError: _lmms_base = None
-BabyVLM = lmms_class(_lmms_base) if _lmms_base is not None else None # the adapter (None without lmms-eval)
+def _lmms_respond():
+    "lmms-eval 0.7.3 passes a response on unchanged only as a str or a `GenerationResult` (else `str(response)`)."
+    from lmms_eval.api.instance import GenerationResult
+    return lambda pair: GenerationResult(text=pair)
+
+BabyVLM = lmms_class(_lmms_base, _lmms_respond()) if _lmms_base is not None else None # the adapter (None without lmms-eval)
 if BabyVLM is not None:
     from lmms_eval.api.registry import register_model
     register_model(MODEL_NAME)(BabyVLM)
+
+# %% ../nbs/36_lmms.ipynb #f4ad60b3
+PUNKT_FILES = ('collocations.tab', 'sent_starters.txt', 'abbrev_types.txt', 'ortho_context.tab')
+
+def harness_nltk_data(out:Path|str, # the folder to write (give it to the harness as NLTK_DATA)
+                      cache:Path|None=None, # babyvlm's cache root with the 'wordnet-base' pack (fetched when missing)
+                     ) -> Path:
+    "An NLTK_DATA folder for the harness's METEOR offline: WordNet 3.0 from the asset pack, an empty Punkt model."
+    from babyvlm.assets import wordnet_dir, WORDNET_FILES, _LEXNAMES
+    out = Path(out); wn = out/'corpora'/'wordnet'; wn.mkdir(parents=True, exist_ok=True)
+    src = wordnet_dir(cache, fetch=True)
+    for f in WORDNET_FILES + ('cntlist.rev',): shutil.copyfile(src/f, wn/f)
+    (wn/'lexnames').write_text(_LEXNAMES)
+    (wn/'index.sense').write_text('')   # sense keys: nltk's reader wants the file, METEOR never reads it
+    pk = out/'tokenizers'/'punkt_tab'/'english'; pk.mkdir(parents=True, exist_ok=True)
+    for f in PUNKT_FILES: (pk/f).write_text('')
+    return out
 
 # %% ../nbs/36_lmms.ipynb #e3093a09
 SUBMISSION_MODEL = '''\"\"\"babyvlm submission for lmms-eval: {label} ({family}), checkpoint in ./checkpoint.
@@ -207,12 +231,11 @@ Run:  python -c "import model, lmms_eval.evaluator as E; print(E.simple_evaluate
 or:   lmms-eval --model babyvlm --model_args run=<this folder>/checkpoint --tasks ...
 \"\"\"
 from pathlib import Path
-from lmms_eval.api.model import lmms
 from lmms_eval.api.registry import register_model
-from babyvlm.lmms import lmms_class
+from babyvlm.lmms import BabyVLM as _BabyVLM   # the adapter on lmms-eval's base class (None if lmms-eval is missing)
 
 CHECKPOINT = Path(__file__).resolve().parent / 'checkpoint'
-_BabyVLM = lmms_class(lmms)
+if _BabyVLM is None: raise ImportError('babyvlm submission: lmms-eval is not importable (pip install -r requirements.txt)')
 
 
 @register_model('babyvlm_submission')
