@@ -125,13 +125,15 @@ def harness_loglikelihood(model:HarnessModel, # the model
                           task_dict:dict, # lmms-eval's `lm.task_dict`: {task: {split: dataset}}
                          ) -> list[tuple[float, bool]]:
     "(loss, is_greedy=False) per request, loss = minus the model's score of (the document's image, the continuation's phrase)."
-    cache, images, texts = {}, [], []
-    for ctx, cont, doc_to_visual, doc_id, task, split in args:
+    cache, by_task = {}, {}
+    for k, (ctx, cont, doc_to_visual, doc_id, task, split) in enumerate(args):
         _no_prompt(ctx, task, doc_id)
         if not isinstance(cont, str): cont = cont(task_dict[task][split][doc_id])   # a doc_to_target callable (loglikelihood tasks)
-        images.append(_visual(task_dict, cache, doc_to_visual, doc_id, task, split)); texts.append(cont.strip())
-    if not args: return []
-    return [(float(x), False) for x in model.losses(images, texts)]
+        by_task.setdefault(task, []).append((k, _visual(task_dict, cache, doc_to_visual, doc_id, task, split), cont.strip()))
+    out = [None] * len(args)
+    for rows in by_task.values():   # one call per task, pairs in request order: the batches `babyvlm evaluate` scores
+        for (k, _, _), x in zip(rows, model.losses([im for _, im, _ in rows], [t for _, _, t in rows])): out[k] = (float(x), False)
+    return out
 
 def harness_generate(model:HarnessModel, # the model
                      args:list, # `Instance.args` of generate_until requests: (context, generation_kwargs, doc_to_visual, doc_id, task, split)
