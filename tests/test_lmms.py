@@ -1,7 +1,7 @@
 """babyvlm inside the paper's harness. The export of the embedded benchmarks round-trips through the loader (any venv);
 with lmms-eval installed (`make test-lmms`: .venv-lmms, lmms-eval 0.7.3 from PyPI) the real harness runs the authors'
 task files, read unchanged from ../shared/reference/babylmms_eval_tasks through --include_path, on a tiny trained
-BabyLLaVA and the exported items, and agrees item by item with `babyvlm evaluate --ties harness`: the same choice on
+BabyLLaVA (and a tiny CVCL, whose losses are minus its cosines) and the exported items, and agrees item by item with `babyvlm evaluate --ties harness`: the same choice on
 every item, the same accuracies, the losses within 1e-4, the same captions. Two differences are the harness's own and
 named here: its default batch of one request at a time (float32 rounding: losses within ~1.3e-6 of babyvlm's batch
 of 64; with `--batch_size 64` the same floats), and its METEOR tokenisation (nltk's Punkt sentence split inside `word_tokenize`, with the empty Punkt model that can
@@ -225,6 +225,44 @@ def test_one_item_at_a_time_is_the_only_float_difference(harness):
         assert np.abs(b64 + score).max() <= STORED / 2 + 1e-9, n   # the same floats, babyvlm's rounded to 6 decimals
         assert np.abs(ones - b64).max() < TOL, n                   # batch 1 vs 64: float32 rounding only
         _report(f'{n} batch 1 vs 64', max_loss_diff_bs1=f"{np.abs(ones + score).max():.2e}", max_loss_diff_bs64=f"{np.abs(b64 + score).max():.2e}")
+
+
+@pytest.fixture(scope='module')
+def contrastive(harness):
+    "A tiny CVCL on the same world and exported items, through lmms-eval (losses = minus cosines) and babyvlm evaluate."
+    tmp, tasks_dir = harness['tmp'], harness['tasks_dir']
+    _cli('train', '--profile', 'quick', '--condition', 'home', '--family', 'contrastive',
+         *_sets(WORLD + [o for o in TINY if o.startswith('contrastive.')]), '--out', tmp/'run_clip')
+    _cli('evaluate', '--run', tmp/'run_clip', '--babylmms', tmp/'exp'/'dataset', '--images', tmp/'exp'/'dataset', '--ties', 'harness',
+         '--out', tmp/'ev_clip')
+    env = {**os.environ, 'HF_HUB_OFFLINE': '1', 'HF_DATASETS_OFFLINE': '1', 'NLTK_DATA': str(tmp/'exp'/'nltk_data'), 'HF_HOME': str(tmp/'hf')}
+    r = subprocess.run([str(Path(sys.executable).with_name('lmms-eval')), '--model', 'babyvlm', '--model_args', f"run={tmp/'run_clip'}",
+                        '--batch_size', '64', '--tasks', ','.join(TASKS), '--include_path', str(tasks_dir),
+                        '--output_path', str(tmp/'lmms_clip'), '--log_samples'], cwd=tmp/'exp', capture_output=True, text=True, env=env)
+    assert r.returncode == 0, f"lmms-eval (CVCL) failed:\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}"
+    samples = {n: sorted([json.loads(l) for l in next((tmp/'lmms_clip').rglob(f'*_samples_{n}.jsonl')).read_text().splitlines()],
+                         key=lambda s: s['doc_id']) for n in TASKS}
+    return dict(results=json.loads(next((tmp/'lmms_clip').rglob('*_results.json')).read_text())['results'], samples=samples,
+                files={n: [json.loads(l) for l in (tmp/'ev_clip'/f'{n}_predictions.jsonl').read_text().splitlines()] for n in TASKS})
+
+
+def test_a_contrastive_family_agrees_through_minus_cosine(contrastive):
+    "CVCL: the harness's loss is minus the cosine; its lowest-loss choices are babyvlm's --ties harness choices."
+    S, P, R = contrastive['samples'], contrastive['files'], contrastive['results']
+    ls = np.array([_losses(s) for s in S['labeled_s']]).reshape(-1, 4)
+    cos = np.array([p['scores'] for p in P['labeled_s']])
+    assert (np.abs(cos) <= 1 + 1e-6).all() and np.abs(ls + cos).max() <= STORED / 2 + 1e-9
+    assert (ls.argmin(1) == [p['chosen'] for p in P['labeled_s']]).all()
+    assert R['labeled_s']['acc,none'] == pytest.approx(np.mean([p['correct'] for p in P['labeled_s']]), abs=1e-12)
+    vt = np.array([_losses(s) for s in S['vtwt']])
+    assert np.abs(vt + [[p['score_positive'], p['score_negative']] for p in P['vtwt']]).max() <= STORED / 2 + 1e-9
+    assert [s['acc'] for s in S['vtwt']] == [float(p['correct']) for p in P['vtwt']]
+    L = np.array([_losses(s) for s in S['baby_winoground']]).reshape(-1, 2, 2)
+    assert np.abs(L + np.array([p['scores'] for p in P['baby_winoground']])).max() <= STORED / 2 + 1e-9
+    assert R['baby_winoground']['group_score,none'] == pytest.approx(np.mean([p['group'] for p in P['baby_winoground']]), abs=1e-6)
+    assert [s['meteor']['pred'] for s in S['saycam_caption']] == [p['prediction'] for p in P['saycam_caption']]   # retrieved
+    _report('CVCL (minus cosine)', labeled_s=R['labeled_s']['acc,none'], vtwt=R['vtwt']['acc,none'],
+            group=R['baby_winoground']['group_score,none'], max_loss_diff=f"{np.abs(ls + cos).max():.2e}")
 
 
 def test_the_export_scores_as_the_embedded_world(harness):
