@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 PROFILE ?= default
 STAMP := $(VENV)/.installed
 
-.PHONY: study test test-cluster assets venv clean-outputs lab slurm-packages
+.PHONY: study test test-cluster test-lmms lmms-venv assets venv clean-outputs lab slurm-packages
 
 venv: $(STAMP)
 
@@ -51,6 +51,29 @@ slurm-packages:
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(SLURM_DEBS) >/dev/null && echo "slurm-packages: installed $(SLURM_DEBS)"; \
 	else echo "slurm-packages: needs root and apt-get; tests/test_cluster.py will fall back to submitit's local executor"; fi
+
+# lmms-eval (the harness the paper's numbers come from, through the authors' babylmms-eval fork) in its own virtual
+# environment .venv-lmms: lmms-eval's dependency tree is large, so it stays out of .venv. Every package babyvlm pins in
+# settings.ini is pinned here too (a constraints file written from settings.ini), so both venvs run the same torch.
+# tests/test_lmms.py runs the real harness on the authors' task files (../shared/reference/babylmms_eval_tasks, read
+# unchanged) and compares it item by item with `babyvlm evaluate --ties harness`; under this target a missing lmms-eval
+# fails the test (BABYVLM_REQUIRE_LMMS=1), where plain `make test` skips it.
+LMMS_VENV := .venv-lmms
+LMMS_STAMP := $(LMMS_VENV)/.installed
+LMMS_EVAL := lmms-eval==0.7.3
+# lmms-eval 0.7.3 patches filelock's internals (`filelock._api`, gone in filelock 4): the one pin of its own
+LMMS_PINS := filelock==3.32.7
+lmms-venv: $(LMMS_STAMP)
+
+$(LMMS_STAMP): settings.ini setup.py Makefile
+	test -x $(LMMS_VENV)/bin/python || $(PYTHON) -m venv $(LMMS_VENV)
+	$(PYTHON) -c "import configparser; c = configparser.ConfigParser(); c.read('settings.ini'); d = c['DEFAULT']; print('\n'.join((d['requirements'] + ' ' + d['dev_requirements']).split()))" > $(LMMS_VENV)/constraints.txt
+	$(LMMS_VENV)/bin/pip install --disable-pip-version-check -q -c $(LMMS_VENV)/constraints.txt "$(LMMS_EVAL)" $(LMMS_PINS) -e ".[dev]"
+	touch $(LMMS_STAMP)
+
+test-lmms: $(LMMS_STAMP)
+	$(LMMS_VENV)/bin/babyvlm assets fetch
+	BABYVLM_REQUIRE_LMMS=1 $(LMMS_VENV)/bin/pytest -q -s tests/test_lmms.py
 
 # JupyterLab on nbs/ with the venv's `babyvlm` kernel (as root, as in a container, it needs --allow-root);
 # LAB_ARGS passes options on, e.g. `make lab LAB_ARGS="--no-browser --port 8899"`

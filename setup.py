@@ -48,6 +48,8 @@ setuptools.setup(
     zip_safe = False,
     entry_points = {
         'console_scripts': cfg.get('console_scripts','').split(),
-        'nbdev': [f'{cfg.get("lib_path")}={cfg.get("lib_path")}._modidx:d']
+        'nbdev': [f'{cfg.get("lib_path")}={cfg.get("lib_path")}._modidx:d'],
+        # lmms-eval (0.7) finds `--model babyvlm` through this group (its ModelRegistryV2); see nbs/36_lmms.ipynb
+        'lmms_eval.models': ['babyvlm = babyvlm.lmms:lmms_manifest'],
     },
     **setup_cfg)

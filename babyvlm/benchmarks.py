@@ -17,7 +17,8 @@ from .core import MIN_IMAGE_SIDE
 __all__ = ['BABYLMMS_FILES', 'BABYLMMS_HEADERS', 'BABYLMMS_COUNTS', 'LabeledSTrial', 'plan_labeled_s', 'trial_rows',
            'decode_stored', 'trials_from_dataset', 'ImageFileError', 'load_image', 'LazyImages', 'image_sources',
            'phrase_difference', 'VTWTItem', 'WinogroundItem', 'CaptionItem', 'babylmms_image_dir', 'babylmms_csv',
-           'BabyLMMSFormatError', 'load_babylmms', 'inspect_babylmms', 'format_inspection', 'write_labeled_s_csv']
+           'BabyLMMSFormatError', 'load_babylmms', 'inspect_babylmms', 'format_inspection', 'write_labeled_s_csv',
+           'write_babylmms']
 
 # %% ../nbs/04_benchmarks.ipynb #68142a3d
 @dataclass
@@ -415,3 +416,46 @@ def write_labeled_s_csv(trials:list, # `LabeledSTrial`s
                 load_image(t.images[i]).convert('RGB').save(out/'images'/rel, quality=95)
                 w.writerow([t.trial_id, t.target_category, t.categories[i], rel])
     return p
+
+# %% ../nbs/04_benchmarks.ipynb #b41fe829
+def _png(src, path:Path):
+    "Write an item image (PIL image or file) as PNG, pixels unchanged."
+    path.parent.mkdir(parents=True, exist_ok=True)
+    load_image(src).save(path, format='PNG')   # a file is decoded (to RGB, as every scorer reads it) and stored losslessly
+
+def _writer(path:Path, header:list):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    f = open(path, 'w', newline='', encoding='utf-8'); w = csv.writer(f); w.writerow(header)
+    return f, w
+
+def write_babylmms(items:dict, # {benchmark name: items} (names of `BABYLMMS_FILES`), e.g. `{n: bench[n] for n in ...}`
+                   out:Path|str, # the harness's `dataset/` folder (created): `<task>/<task>.csv` and the images
+                   limit:int|None=None, # keep the first `limit` items of each benchmark (None: all)
+                  ) -> dict:
+    "Write items in babylmms-eval's layout (CSVs + PNG images); returns `{name: {'csv', 'n_items', 'ids'}}` (`ids`: the items' own ids, in file order)."
+    out = Path(out); names = _check_names(items.keys())
+    if limit is not None and limit < 1: raise ValueError(f"write_babylmms: limit must be >= 1 (or None), got {limit}")
+    res = {}
+    for name in names:
+        its = list(items[name])[:limit]
+        if not its: raise ValueError(f"write_babylmms: benchmark {name} has no items")
+        folder, fname = BABYLMMS_FILES[name]; d = out/folder
+        f, w = _writer(d/fname, BABYLMMS_HEADERS[name])
+        with f:
+            for k, it in enumerate(its):
+                if name == 'labeled_s':
+                    for i, (c, im) in enumerate(zip(it.categories, image_sources(it.images))):
+                        rel = f"{c}/{k}_{i}.png"; _png(im, d/'images'/rel)
+                        w.writerow([k, it.target_category, c, rel])
+                elif name == 'vtwt':
+                    _png(it.image, d/'images'/f'{k}.png'); w.writerow([f'{k}.png', it.positive, it.negative])
+                elif name == 'baby_winoground':
+                    ims = image_sources(it.images)
+                    for tag, im, fn in (('positive', ims[0], f'{k}.png'), ('negative', ims[1], f'{k}_neg.png')):
+                        _png(im, d/f'{tag}_images'/fn); w.writerow([k, it.phrases[0], it.phrases[1], fn, tag])
+                else:
+                    _png(it.image, d/'images'/f'{k}.png'); w.writerow([f'{k}.png', it.references[0]])
+        key = {'labeled_s': 'trial_id', 'baby_winoground': 'instance_id'}.get(name, 'item_id')
+        ids = [str(getattr(it, key)) for it in its]
+        res[name] = dict(csv=str(d/fname), n_items=len(its), ids=ids)
+    return res

@@ -68,14 +68,33 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument('--out', type=Path, metavar='DIR', help='the run folder (resumes from its checkpoints); required without --run')
     t.add_argument('--run', type=Path, metavar='DIR', help="train the run laid out in DIR by a study, with its params.yaml (instead of "
                    "--profile/--condition/--family/--seed/--set/--out)")
-    b = sub.add_parser('benchmarks', help="check the paper's benchmark item files before a long run",
-                       description="Read the four babylmms-eval CSVs (labeled_s, vtwt, baby_winoground, SAYCam_caption) "
-                       "and report per benchmark the item count (vs the paper's) and how many referenced images are missing.")
-    b.add_argument('action', choices=['inspect'], help='inspect: count items and missing images; never modifies anything')
-    b.add_argument('--babylmms', type=Path, required=True, metavar='DIR',
-                   help="folder with the CSVs (babylmms-eval's dataset/ layout <task>/<file>.csv, or the CSVs side by side)")
-    b.add_argument('--images', type=Path, required=True, metavar='DIR',
-                   help="image root laid out as the harness expects (e.g. labeled_s/images/<category>/img_N.jpeg)")
+    b = sub.add_parser('benchmarks', help="check the paper's benchmark item files, or export the embedded ones for the harness",
+                       description="inspect: read the four babylmms-eval CSVs (labeled_s, vtwt, baby_winoground, SAYCam_caption) "
+                       "and report per benchmark the item count (vs the paper's) and how many referenced images are missing. "
+                       "export: write the embedded world's four benchmarks in the harness's layout (DIR/dataset/<task>/<task>.csv "
+                       "and PNG images where the authors' utils.py read them, DIR/babyvlm_export.json with the items' own ids, and "
+                       "DIR/nltk_data for the harness's METEOR offline), "
+                       "so that lmms-eval with the authors' task files runs on them from DIR.")
+    b.add_argument('action', choices=['inspect', 'export'], help='inspect: count items and missing images (never modifies '
+                   'anything); export: write the embedded benchmarks in the harness layout')
+    b.add_argument('--babylmms', type=Path, metavar='DIR',
+                   help="inspect: folder with the CSVs (babylmms-eval's dataset/ layout <task>/<file>.csv, or the CSVs side by side)")
+    b.add_argument('--images', type=Path, metavar='DIR',
+                   help="inspect: image root laid out as the harness expects (e.g. labeled_s/images/<category>/img_N.jpeg)")
+    b.add_argument('--out', type=Path, metavar='DIR', help='export: the folder to write (DIR/dataset/...; run lmms-eval from DIR)')
+    b.add_argument('--run', type=Path, metavar='DIR', help="export: the world of this run folder's params.yaml (the one "
+                   "`babyvlm evaluate --run DIR` scores); default: the world of --profile")
+    b.add_argument('--profile', help='export: profile whose embedded world is exported (default: quick; not with --run)')
+    b.add_argument('--set', dest='overrides', action='append', default=[], metavar='KEY=VALUE',
+                   help='export: override a parameter of --profile (e.g. world.n_vtwt=60); not with --run')
+    b.add_argument('--benchmarks', nargs='+', metavar='NAME', help='export: benchmarks to write (default: the four of the harness)')
+    b.add_argument('--limit', type=int, metavar='N', help='export: the first N items of each benchmark (default: all)')
+    xs = sub.add_parser('export-submission', help="write a run as an lmms-eval model.py plus its checkpoint (a leaderboard-style submission)",
+                        description="Write OUT/model.py (babyvlm's lmms-eval adapter, class BabyVLMSubmission, loading the checkpoint "
+                        "beside it), OUT/checkpoint/ (the files the run's family loads, and its training utterances), requirements.txt "
+                        "and README.md. See babyvlm.lmms.export_submission.")
+    xs.add_argument('--run', type=Path, required=True, metavar='DIR', help='a trained run folder of any family')
+    xs.add_argument('--out', type=Path, required=True, metavar='DIR', help='the submission folder (new or empty)')
     e = sub.add_parser('evaluate', help='score a model (a run folder of any family, or an open_clip model) on the benchmarks',
                        description="Score a model with the paper's rules on the embedded world's benchmarks (of --profile) "
                        "or, with --babylmms/--images, on the paper's own item files; writes <benchmark>_metrics.json, "
@@ -223,6 +242,55 @@ def _evaluate(args) -> int:
     else: print(f"ties: {cfg.ties}")
     return 0
 
+def _benchmarks(args) -> int:
+    "The `benchmarks` command: inspect the paper's item files, or export the embedded world's benchmarks in their layout."
+    inspect_only = ('--babylmms', args.babylmms), ('--images', args.images)
+    export_only = ('--out', args.out), ('--run', args.run), ('--profile', args.profile), ('--set', args.overrides), \
+                  ('--benchmarks', args.benchmarks), ('--limit', args.limit)
+    if args.action == 'inspect':
+        bad = [n for n, v in export_only if v]
+        if bad: return _fail(f"benchmarks inspect: {', '.join(bad)} belong to `benchmarks export`")
+        if not (args.babylmms and args.images): return _fail("benchmarks inspect: give --babylmms DIR and --images DIR")
+        from babyvlm.benchmarks import inspect_babylmms, format_inspection
+        res = inspect_babylmms(args.babylmms, args.images)
+        print(format_inspection(res))
+        return 0 if _inspection_ok(res) else 1
+    bad = [n for n, v in inspect_only if v]
+    if bad: return _fail(f"benchmarks export: {', '.join(bad)} belong to `benchmarks inspect`")
+    if not args.out: return _fail("benchmarks export: give --out DIR")
+    if args.run and (args.profile or args.overrides): return _fail("benchmarks export: --run takes the world of DIR/params.yaml: drop --profile and --set")
+    if args.limit is not None and args.limit < 1: return _fail(f"benchmarks export: --limit must be >= 1, got {args.limit}")
+    import json
+    from babyvlm.core import set_offline, stable_hash
+    from babyvlm.benchmarks import BABYLMMS_FILES, write_babylmms
+    from babyvlm.study import load_params, load_params_file
+    from babyvlm.world import build_world
+    from babyvlm.items import build_benchmarks
+    set_offline()
+    if args.run:
+        if not (Path(args.run)/'params.yaml').exists(): return _fail(f"benchmarks export: {args.run} has no params.yaml (not a run folder)")
+        p = load_params_file(Path(args.run)/'params.yaml')
+    else: p = load_params(args.profile or 'quick', overrides=args.overrides)
+    names = args.benchmarks or list(BABYLMMS_FILES)
+    bad = [n for n in names if n not in BABYLMMS_FILES]
+    if bad: return _fail(f"benchmarks export: {bad} have no harness files; the harness's benchmarks: {list(BABYLMMS_FILES)}")
+    world = build_world(p.world, progress=False)
+    bench = build_benchmarks(world, progress=False)
+    res = write_babylmms({n: bench[n] for n in names}, Path(args.out)/'dataset', args.limit)
+    man = dict(world=world.root.name, world_params_hash=stable_hash(p.world), profile=p.profile, run=str(args.run) if args.run else None,
+               limit=args.limit, benchmarks={n: dict(csv=str(Path(r['csv']).relative_to(args.out)), n_items=r['n_items'], ids=r['ids'])
+                                             for n, r in res.items()})
+    nltk_env = ''
+    if 'saycam_caption' in names:   # the harness's METEOR offline (babyvlm.lmms.harness_nltk_data)
+        from babyvlm.lmms import harness_nltk_data
+        man['nltk_data'] = str(harness_nltk_data(Path(args.out)/'nltk_data').relative_to(args.out))
+        nltk_env = f"NLTK_DATA={Path(args.out).resolve()/'nltk_data'} "
+    (Path(args.out)/'babyvlm_export.json').write_text(json.dumps(man, indent=1))
+    for n, r in res.items(): print(f"{n:<16} {r['n_items']:>5} items -> {r['csv']}")
+    print(f"world {world.root.name[:12]}: from {args.out}, run {nltk_env}HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 lmms-eval --model babyvlm "
+          f"--model_args run=RUN --tasks {','.join(names)} --include_path <the authors' task folder>")
+    return 0
+
 def _audit(args) -> int:
     "The `audit` command: the leakage audit of the paper's item files against training frames, or of the embedded world."
     import json
@@ -353,11 +421,15 @@ def main(argv:list[str]|None=None) -> int:
         if args.command == 'audit': return _audit(args)
 
         if args.command == 'train': return _train(args)
-        if args.command == 'benchmarks':
-            from babyvlm.benchmarks import inspect_babylmms, format_inspection
-            res = inspect_babylmms(args.babylmms, args.images)
-            print(format_inspection(res))
-            return 0 if _inspection_ok(res) else 1
+        if args.command == 'benchmarks': return _benchmarks(args)
+        if args.command == 'export-submission':
+            from babyvlm.core import set_offline
+            from babyvlm.lmms import export_submission
+            set_offline()
+            try: out = export_submission(args.run, args.out)
+            except (FileNotFoundError, FileExistsError, ValueError) as err: return _fail(f"export-submission: {err}")
+            print(f"[export-submission] {args.run} -> {out}: model.py, checkpoint/ ({len(list((out/'checkpoint').iterdir()))} files)")
+            return 0
     except ParamsError as e:
         print(f"babyvlm: parameter error: {e}", file=sys.stderr); return 2
     except Exception as e:

@@ -11,7 +11,7 @@ LIB = ROOT/'babyvlm'
 # the pipeline, in order: a module may import only from modules before it
 ORDER = ['core', 'assets', 'compose', 'world', 'benchmarks', 'items', 'realdata', 'pretrained', 'text', 'transfer', 'matching',
          'models.contrastive', 'models.vision', 'models.generative', 'models.hybrid', 'models.reference',
-         'train', 'evaluate', 'families', 'released', 'audit', 'claims', 'study', 'cli']
+         'train', 'evaluate', 'families', 'released', 'audit', 'claims', 'lmms', 'study', 'cli']
 
 
 def _module(path: Path) -> str:
