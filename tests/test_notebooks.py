@@ -43,7 +43,7 @@ def test_nbdev_clean_would_strip_tags_without_the_setting(tmp_path):
 def test_library_matches_notebooks(tmp_path):
     "Exporting the notebooks reproduces the committed library byte for byte."
     dst = tmp_path/'proj'
-    shutil.copytree(ROOT, dst, ignore=shutil.ignore_patterns('.venv', '.cache', 'outputs', '.git', '__pycache__'))
+    shutil.copytree(ROOT, dst, ignore=shutil.ignore_patterns('.venv', '.venv-*', '.cache', 'outputs', '.git', '__pycache__'))
     before = {p.relative_to(dst): p.read_bytes() for p in (dst/'babyvlm').rglob('*.py')}
     subprocess.run([str(BIN/'nbdev_export')], cwd=dst, check=True, capture_output=True)
     after = {p.relative_to(dst): p.read_bytes() for p in (dst/'babyvlm').rglob('*.py')}
