@@ -116,8 +116,8 @@ def test_a_key_a_trainer_does_not_use_is_an_error_naming_it(override, message):
 
 def test_sections_a_family_configuration_ignores_are_refused():
     "BabyLLaVA with DINO weights trains no SimCLR encoder: its SimCLR sections, if given, are refused by name."
-    with pytest.raises(ParamsError, match=r"generative\.ssl_train is not used when generative\.vision is '/data/dino\.pth'"):
-        load_params('quick', 'home', 0, ['family=generative', 'generative.vision=/data/dino.pth'])   # quick sets ssl_train
+    with pytest.raises(ParamsError, match=r"generative\.ssl is not used when generative\.vision is '/data/dino\.pth'"):
+        load_params('quick', 'home', 0, ['family=generative', 'generative.vision=/data/dino.pth'])   # quick sets ssl and ssl_train
     p = load_params('paper', 'saycam', 0, ['family=generative'])   # the paper profile gives DINO and no SimCLR section
     assert p.generative.vision == '${SAYCAM_DINO_CKPT}'
     with pytest.raises(ParamsError, match=r"generative\.dino_grid is not used when generative\.vision is 'world'"):
