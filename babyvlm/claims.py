@@ -220,6 +220,7 @@ def _side_name(s:dict, runs:list) -> str:
 def claims_table(runs:list, # `collect_runs` records of a study
                  spec:dict|None=None, # `paper_results()` (default: the project's file)
                  n_boot:int=1000, ci:float=0.95, seed:int=0,
+                 min_seeds:int=2, # fewer seeds than this: 'inconclusive' whatever the interval (see below)
                 ) -> list[dict]:
     "One row per claim x benchmark: the measured difference (or level), its interval, the seeds' spread, and the verdict."
     spec = spec or paper_results(); rows = []
@@ -236,5 +237,8 @@ def claims_table(runs:list, # `collect_runs` records of a study
             if 'b' not in c: r = pooled_estimate(A, n_boot, ci, seed)
             elif c['a'].get('subset') != c['b'].get('subset'): r = unpaired_difference(A, B, n_boot, ci, seed)
             else: r = paired_difference(A, B, n_boot, ci, seed)
-            rows.append({**row, **r, 'verdict': verdict(r['ci_low'], r['ci_high'], c['expect'], c.get('than', 0.0))})
+            v = verdict(r['ci_low'], r['ci_high'], c['expect'], c.get('than', 0.0))
+            if r['n_seeds'] < min_seeds:   # the interval is over items only: a training procedure's effect and one seed's luck look alike
+                row['verdict_note'] = f"{r['n_seeds']} seed, at least {min_seeds} decide; the interval alone: {v}"; v = 'inconclusive'
+            rows.append({**row, **r, 'verdict': v})
     return rows
