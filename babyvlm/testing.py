@@ -14,8 +14,8 @@ from PIL import Image, ImageDraw
 # %% auto #0
 __all__ = ['TOY_SHAPES', 'TOY_COLOURS', 'TOY_TEMPLATES', 'SLURM_PROGRAMS', 'toy_image', 'toy_pairs', 'Interrupt', 'kill_at',
            'fake_reply', 'FakeChatServer', 'tiny_causal_lm', 'clustered_embeddings', 'RandomLiT', 'write_dino_fixture',
-           'write_babyllava_fixture', 'write_cvcl_fixture', 'RunsCode', 'write_babylmms_fixture', 'LocalSlurm',
-           'local_slurm']
+           'write_babyllava_fixture', 'write_cvcl_fixture', 'RunsCode', 'write_babylmms_fixture', 'register_tiny_clip',
+           'LocalSlurm', 'local_slurm']
 
 # %% ../nbs/90_testing.ipynb #5c73d67b
 TOY_SHAPES = ('ball', 'door', 'window', 'table')
@@ -396,6 +396,19 @@ def write_babylmms_fixture(root, # folder to write: CSVs side by side, images in
         rows.append([f, ' '.join(rng.choice(words, int(rng.integers(2, 9)))) + ' .'])
     write('saycam_caption', rows)
     return root, img
+
+# %% ../nbs/90_testing.ipynb #76e45cbc
+def register_tiny_clip(folder, # where the config file is written (created)
+                       name:str='tiny-clip', # the architecture's name for `open_clip.create_model`
+                      ) -> str:
+    "Register a tiny open_clip architecture (16-px ViT, 6-token text tower, 8-d embeddings) as `name`; returns `name`."
+    import json, open_clip
+    folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
+    (folder/f'{name}.json').write_text(json.dumps({'embed_dim': 8,
+        'vision_cfg': {'image_size': 16, 'layers': 1, 'width': 16, 'head_width': 8, 'patch_size': 8},
+        'text_cfg': {'context_length': 6, 'vocab_size': 50, 'width': 16, 'heads': 2, 'layers': 1}}))
+    open_clip.add_model_config(folder)
+    return name
 
 # %% ../nbs/90_testing.ipynb #06fc8f34
 SLURM_PROGRAMS = ('munged', 'slurmctld', 'slurmd', 'sbatch', 'squeue', 'scancel', 'sinfo', 'srun')

@@ -260,11 +260,8 @@ def test_dino_file_with_wrong_shapes(tmp_path):
 def test_clip_file_with_wrong_shapes(tmp_path):
     import open_clip
     from babyvlm.realdata import RealDataError, load_open_clip_local
-    (tmp_path/'cfg').mkdir()
-    (tmp_path/'cfg'/'tiny-clip-bad.json').write_text(json.dumps({'embed_dim': 8,
-        'vision_cfg': {'image_size': 16, 'layers': 1, 'width': 16, 'head_width': 8, 'patch_size': 8},
-        'text_cfg': {'context_length': 6, 'vocab_size': 50, 'width': 16, 'heads': 2, 'layers': 1}}))
-    open_clip.add_model_config(tmp_path/'cfg')
+    from babyvlm.testing import register_tiny_clip
+    register_tiny_clip(tmp_path/'cfg', 'tiny-clip-bad')
     sd = open_clip.create_model('tiny-clip-bad').state_dict()
     sd['text_projection'] = torch.zeros(16, 4)
     torch.save(sd, tmp_path/'clip.bin')

@@ -176,11 +176,8 @@ def test_dino_into_cvcl_tower(tmp_path, resnet18_sd):
 def test_open_clip_local(tmp_path):
     import open_clip
     from safetensors.torch import save_file
-    (tmp_path/'cfg').mkdir()
-    (tmp_path/'cfg'/'tiny-clip-pytest.json').write_text(json.dumps({'embed_dim': 8,
-        'vision_cfg': {'image_size': 16, 'layers': 1, 'width': 16, 'head_width': 8, 'patch_size': 8},
-        'text_cfg': {'context_length': 6, 'vocab_size': 50, 'width': 16, 'heads': 2, 'layers': 1}}))
-    open_clip.add_model_config(tmp_path/'cfg')
+    from babyvlm.testing import register_tiny_clip
+    register_tiny_clip(tmp_path/'cfg', 'tiny-clip-pytest')
     torch.manual_seed(0); ref = open_clip.create_model('tiny-clip-pytest')
     sd = ref.state_dict()
     torch.save({f'module.{k}': v for k, v in sd.items()}, tmp_path/'w.bin')
