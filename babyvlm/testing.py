@@ -397,7 +397,7 @@ def write_babylmms_fixture(root, # folder to write: CSVs side by side, images in
     write('saycam_caption', rows)
     return root, img
 
-# %% ../nbs/90_testing.ipynb #76e45cbc
+# %% ../nbs/90_testing.ipynb #58bb3ead
 def register_tiny_clip(folder, # where the config file is written (created)
                        name:str='tiny-clip', # the architecture's name for `open_clip.create_model`
                       ) -> str:
