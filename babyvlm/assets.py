@@ -7,7 +7,7 @@ from __future__ import annotations
 import collections, hashlib, io, json, os, re, shutil, struct, subprocess, tarfile, tempfile, unicodedata, warnings, zipfile, zlib
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
-from .core import cache_dir
+from .core import cache_dir, write_atomic, build_lock
 
 # %% auto #0
 __all__ = ['PACKS', 'LABELED_S_CATEGORIES', 'SCENE_CATEGORIES', 'HOME_KEYWORDS', 'WEB_KEYWORDS', 'N_PROCEDURAL', 'WORLD_PACKS',
@@ -218,6 +218,15 @@ def fetch_pack(pack:Pack, # the pack to fetch
         if entry.get('sha256') == pack.sha256 and entry.get('version') == pack.version:
             return _entry(pack, entry['n_files'], entry.get('licence_file'))
         if progress: print(f"{pack.name}: cached version {entry.get('version')} differs from pinned {pack.version}; refetching")
+    with build_lock(out):   # one fetcher per pack at a time: a process that waited finds it unpacked
+        if marker.exists():
+            entry = json.loads(marker.read_text())
+            if entry.get('sha256') == pack.sha256 and entry.get('version') == pack.version:
+                return _entry(pack, entry['n_files'], entry.get('licence_file'))
+        return _fetch_pack(pack, root, out, marker, progress)
+
+def _fetch_pack(pack, root, out, marker, progress) -> dict:
+    "The body of `fetch_pack`, under its lock."
     partial = root/f'{pack.name}.partial'
     for d in (out, partial):
         if d.exists(): shutil.rmtree(d)
@@ -247,8 +256,7 @@ def fetch_assets(packs:list|None=None, # pack names (default: all of `PACKS`)
     man = dict(packs=entries, n_files=sum(e['n_files'] for e in entries))
     root = assets_dir(cache)
     cached = [fetch_pack(PACKS[n], cache, progress=False) for n in PACKS if (root/n/'.complete').exists()]  # no-ops
-    p = root/'manifest.json'; tmp = p.with_suffix('.tmp')
-    tmp.write_text(json.dumps(dict(packs=cached, n_files=sum(e['n_files'] for e in cached)), indent=1)); tmp.replace(p)
+    write_atomic(root/'manifest.json', json.dumps(dict(packs=cached, n_files=sum(e['n_files'] for e in cached)), indent=1))
     return man
 
 # %% ../nbs/01_assets.ipynb #9cd421da

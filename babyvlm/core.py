@@ -13,8 +13,8 @@ import numpy as np
 # %% auto #0
 __all__ = ['PACKAGE_DIR', 'REFERENCE_VOCAB', 'MIN_IMAGE_SIDE', 'PROVENANCE_PACKAGES', 'project_root', 'cache_dir', 'shared_dir',
            'set_offline', 'seed_everything', 'stable_hash', 'deep_merge', 'ParamsError', 'Range', 'OneOf', 'constrain',
-           'check_rules', 'config_from_dict', 'read_yaml', 'require_files', 'atomic_path', 'write_atomic', 'params_dir',
-           'layer_file', 'parse_override', 'merge_layers', 'git_info', 'provenance']
+           'check_rules', 'config_from_dict', 'read_yaml', 'require_files', 'atomic_path', 'write_atomic', 'build_lock',
+           'params_dir', 'layer_file', 'parse_override', 'merge_layers', 'git_info', 'provenance']
 
 # %% ../nbs/00_core.ipynb #2f9d39ff
 PACKAGE_DIR = Path(__file__).parent if '__file__' in globals() else Path.cwd().parent/'babyvlm'
@@ -268,6 +268,18 @@ def write_atomic(path:Path|str, # the file
         with open(tmp, 'wb') as f:
             f.write(data.encode() if isinstance(data, str) else data); f.flush(); os.fsync(f.fileno())
     return path
+
+# %% ../nbs/00_core.ipynb #be102d8f
+@contextlib.contextmanager
+def build_lock(path:Path|str, # what is being built (a file or folder); the lock is `<path>.lock` beside it
+              ):
+    "Hold an exclusive lock on `<path>.lock` (waiting for another process that holds it): one builder of `path` at a time."
+    import fcntl
+    lock = Path(path).with_name(Path(path).name + '.lock'); lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, 'a') as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try: yield lock
+        finally: fcntl.flock(f, fcntl.LOCK_UN)
 
 # %% ../nbs/00_core.ipynb #c20cbc10
 def params_dir() -> Path:

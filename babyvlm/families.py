@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Callable
 import numpy as np, torch, torch.nn as nn, torch.nn.functional as F
 import open_clip
-from .core import ParamsError, seed_everything, stable_hash, cache_dir, write_atomic
+from .core import ParamsError, seed_everything, stable_hash, cache_dir, write_atomic, build_lock
 from .text import Vocab, SPECIALS, build_vocab, build_tokenizer
 from .models.contrastive import (ContrastiveConfig, create_contrastive, save_contrastive, load_contrastive,
                                         image_preprocess, count_params)
@@ -298,14 +298,12 @@ def world_vision(p:GenerativeParams, # the family's params (`ssl`, `ssl_train`, 
                 ) -> Path:
     """The world's self-supervised encoder: SimCLR on the world's home training images, validated on its home validation
     images, trained once per world and settings and cached under the world's folder; returns its `save_vision` folder."""
-    import fcntl
     key = stable_hash(dict(ssl=asdict(p.ssl), train={k: v for k, v in asdict(p.ssl_train).items() if k not in HARMLESS_KEYS},
                            images=image_fingerprint(p.ssl_images)))
     d = Path(world.root)/'vision'/key; d.mkdir(parents=True, exist_ok=True)
     done = d/'vision'/'vision_config.json'
     if not done.exists():
-        with open(d/'.lock', 'w') as lock:   # several runs of a study may ask at once: one trains, the others wait and read it
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with build_lock(d/'vision'):   # several runs of a study may ask at once: one trains, the others wait and read it
             if not done.exists(): _ssl_vision(p, world.home['train'], world.home['validation'], d, on_step)
     return d/'vision'
 

@@ -13,6 +13,7 @@ import datasets
 from .assets import assets_dir, fetch_assets, AssetError, LABELED_S_CATEGORIES, SCENE_CATEGORIES
 from .compose import AssetStore, Pools, compose_home, floor_view, tile, paste, pick, encode_png, parallel_map
 from .world import World, world_assets, pack_attribution, check_images, code_fingerprint, utterance
+from .core import build_lock
 from .benchmarks import (VTWTItem, WinogroundItem, CaptionItem, plan_labeled_s, trial_rows, trials_from_dataset,
                                 decode_stored)
 
@@ -437,6 +438,12 @@ def build_benchmarks(world:World, # a built world (`babyvlm.world.build_world`)
         b = Benchmarks(root)
         if all(b.manifest.get(k) == v for k, v in key.items()): return b
         say("the cached benchmarks were made by other code of babyvlm (or for another world); rebuilding")
+    with build_lock(root):   # one builder per world's benchmarks at a time: a process that waited finds them built
+        if (root/'.complete').exists() and all(Benchmarks(root).manifest.get(k) == v for k, v in key.items()): return Benchmarks(root)
+        return _build_benchmarks(world, progress, workers, cache, root, key, t0, say)
+
+def _build_benchmarks(world, progress, workers, cache, root, key, t0, say) -> Benchmarks:
+    "The body of `build_benchmarks`, under its lock."
     cfg = world.config; cache = Path(cache) if cache else world.cache
     workers = workers or int(os.environ.get('BABYVLM_THREADS', 2))
     wa = world_assets(cfg, cache, progress)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 import datasets
-from .core import cache_dir, stable_hash, REFERENCE_VOCAB, constrain, Range
+from .core import cache_dir, stable_hash, REFERENCE_VOCAB, constrain, Range, build_lock
 from .assets import fetch_assets, asset_index, assets_dir, AssetError, LABELED_S_CATEGORIES, SCENE_CATEGORIES, WORLD_PACKS
 from .compose import (AssetStore, Pools, split_groups, reserve_web, make_pools, compose_home, web_view, pick, encode_png,
                              parallel_map, PAIR_FEATURES, WEB_FEATURES)
@@ -547,6 +547,12 @@ def build_world(cfg:WorldConfig|None=None, # the world's configuration
         w = World(root)
         if w.manifest.get('code') == code: return w
         if progress: print(f"[world {h[:8]}] the cached world was made by other code of babyvlm.assets/compose/world; rebuilding")
+    with build_lock(root):   # one builder per world at a time: a process that waited finds it built
+        if (root/'.complete').exists() and World(root).manifest.get('code') == code: return World(root)
+        return _build_world(cfg, cache, workers, progress, h, root, code)
+
+def _build_world(cfg, cache, workers, progress, h, root, code) -> World:
+    "The body of `build_world`, under its lock."
     t0 = time.time()
     wa = world_assets(cfg, cache, progress)
     index, split_of, pools, store = wa.index, wa.split_of, wa.pools, wa.store
