@@ -510,6 +510,14 @@ def run_study(profile:str='default', # profile name or YAML path
     with study_lock(study_dir, echo):   # one study at a time on a folder: a second one refuses, naming this one
         return _run_study(base, profile, conditions, seeds, overrides, study_dir, runs_p, report, echo)
 
+def _audit_ahead(world, bench, echo):
+    "Compute the leakage audit the report shows (`audit_world`, cached per world); if it fails, the report computes it and shows why."
+    from babyvlm.audit import audit_world
+    t0 = time.time()
+    try: audit_world(world, bench)
+    except Exception as e: echo(f"[study] leakage audit of world {world.root.name} not computed ahead ({type(e).__name__}: {e}); the report tries again"); return
+    echo(f"[study] leakage audit of world {world.root.name} ready ({time.time() - t0:.0f} s)")
+
 def _run_study(base, profile, conditions, seeds, overrides, study_dir, runs_p, report, echo):
     "The body of `run_study`, under its lock."
     from babyvlm.assets import fetch_assets
@@ -517,9 +525,9 @@ def _run_study(base, profile, conditions, seeds, overrides, study_dir, runs_p, r
     from babyvlm.items import build_benchmarks
     echo(f"[study] assets"); fetch_assets()
     t_study = time.time()
-    worlds = {}
+    worlds, benches = {}, {}
     for w in {stable_hash(p.world): p.world for p, _, _ in runs_p}.values():
-        t0 = time.time(); worlds[stable_hash(w)] = world = build_world(w); build_benchmarks(world)
+        t0 = time.time(); worlds[stable_hash(w)] = world = build_world(w); benches[stable_hash(w)] = build_benchmarks(world)
         echo(f"[study] world {world.root.name} ready ({time.time()-t0:.0f} s)")
     # the transfer pipeline's datasets are made once, here (each step is cached), so that runs only read them back
     tkey = lambda p: stable_hash([p.world, p.transfer]) if set(p.data.sources) & set(TRANSFER_SOURCES) else None
@@ -571,7 +579,11 @@ def _run_study(base, profile, conditions, seeds, overrides, study_dir, runs_p, r
                 # runs that need no transfer data first, so no worker waits while there is other work
                 order = sorted(range(len(runs_p)), key=lambda i: tkey(runs_p[i][0]) is not None)
                 futs = {i: pool.submit(one, runs_p[i], ready.get(tkey(runs_p[i][0]))) for i in order}
+                # the report's leakage audit (cached per world), queued after every run: it takes the time in which a
+                # worker would otherwise wait for the last runs
+                audits = [pool.submit(_audit_ahead, worlds[k], benches[k], echo) for k in worlds] if report else []
                 statuses = [futs[i].result() for i in range(len(runs_p))]   # in run order
+                for a in audits: a.result()
         finally: torch.set_num_threads(saved_threads); os.chdir(cwd0)
     echo(f"[study] {len(statuses)} runs done in {time.time() - t_study:.0f} s (world and transfer pipeline included)")
     write_atomic(study_dir/'study.json', json.dumps(plan(statuses), indent=1))
