@@ -34,7 +34,10 @@ test: assets
 	echo "nbdev_export: babyvlm/ matches the notebooks"
 	@# two notebooks at a time, one torch thread each (1.9x faster than one at a time on 2 threads, on 2 cores)
 	BABYVLM_THREADS=1 OMP_NUM_THREADS=1 $(BIN)/nbdev_test --n_workers 2
-	$(BIN)/pytest -q tests --ignore=tests/test_cluster.py
+	@# the tests in two workers (pytest-xdist; one torch thread per process, tests/conftest.py), then the multi-process
+	@# ones (marked serial) alone
+	$(BIN)/pytest -q -n 2 --dist loadfile -m "not serial" tests --ignore=tests/test_cluster.py
+	$(BIN)/pytest -q -m serial tests --ignore=tests/test_cluster.py
 
 # The cluster executor's tests against a real single-node Slurm (tests/test_cluster.py, 5-9 minutes): apart from
 # `make test` because they need Debian's Slurm, a large extra install; CI runs this after `make test`.

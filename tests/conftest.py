@@ -3,7 +3,18 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 os.environ.setdefault('HF_HUB_OFFLINE', '1')
 os.environ.setdefault('HF_DATASETS_OFFLINE', '1')
-os.environ.setdefault('BABYVLM_THREADS', '2')
+# one torch thread per process: `make test` runs two test workers on the 2 cores (pytest-xdist), and results that are
+# compared byte for byte (a rerun, `evaluate --run`, the resumed study) need the same thread count as the run they check
+os.environ.setdefault('BABYVLM_THREADS', '1')
+os.environ.setdefault('OMP_NUM_THREADS', '1')
+
+# `make test` runs the tests in two workers (pytest-xdist, `--dist loadfile`: one worker runs a whole file, so its module
+# fixtures are built once). The session's tiny study (`study`, below) is made once for both workers: the first one to
+# need it builds it under a lock in the session's shared temporary folder, the other waits and reads it. The
+# multi-process tests (two processes in lock step over gloo) are marked `serial`: `make test` runs them afterwards, alone.
+def pytest_configure(config):
+    config.addinivalue_line('markers', 'serial: run after the parallel tests, alone (make test)')
+
 
 # the quick profile made smaller still, so the whole path runs in a couple of minutes on 2 cores
 TINY = [f'{f}.train.{k}={v}' for f in ('contrastive', 'hybrid', 'reference') for k, v in (('max_steps', 30), ('eval_every', 15), ('ckpt_every', 15))] + [
@@ -28,14 +39,25 @@ def params_root(tmp_path_factory):
 @pytest.fixture(scope='session')
 def study(tmp_path_factory, params_root):
     """The tiny study (home with every family, the reference, and a condition that fails), run once per session and
-    shared by tests/test_study.py (runs, metrics, determinism, the CLI) and tests/test_browser.py (its report.html)."""
+    shared by tests/test_study.py (runs, metrics, the CLI), tests/test_determinism.py and tests/test_browser.py; with
+    pytest-xdist, the workers share it too (the first builds it, under a lock)."""
+    import json
+    from babyvlm.core import build_lock
     from babyvlm.study import run_study
-    out = tmp_path_factory.mktemp('outputs')
-    saved = os.environ.get('BABYVLM_PARAMS')
-    os.environ['BABYVLM_PARAMS'] = str(params_root)   # for the broken condition; restored after
-    try:   # one run at a time, with the threads the determinism test's rerun gets (float rounding depends on the thread count)
-        return run_study('quick', conditions=['home', 'reference', 'broken'], seeds=[0], overrides=TINY + ['jobs=1'], out_root=out,
-                         echo=lambda *a: None)
-    finally:
-        if saved is None: os.environ.pop('BABYVLM_PARAMS', None)
-        else: os.environ['BABYVLM_PARAMS'] = saved
+    base = tmp_path_factory.getbasetemp()
+    out = (base.parent if os.environ.get('PYTEST_XDIST_WORKER') else base)/'tiny-study'   # this session's, not an earlier one's
+    done = out/'result.json'
+    with build_lock(out):
+        if not done.exists():
+            saved = os.environ.get('BABYVLM_PARAMS')
+            os.environ['BABYVLM_PARAMS'] = str(params_root)   # for the broken condition; restored after
+            try:   # two runs at a time, one thread each: the threads every rerun that is compared with it gets (float
+                # rounding depends on the thread count)
+                res = run_study('quick', conditions=['home', 'reference', 'broken'], seeds=[0], overrides=TINY + ['jobs=2'],
+                                out_root=out, echo=lambda *a: None)
+            finally:
+                if saved is None: os.environ.pop('BABYVLM_PARAMS', None)
+                else: os.environ['BABYVLM_PARAMS'] = saved
+            done.write_text(json.dumps(res, default=str))
+    res = json.loads(done.read_text())
+    return {**res, 'study_dir': pathlib.Path(res['study_dir']), 'report': res['report'] and pathlib.Path(res['report'])}

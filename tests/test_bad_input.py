@@ -146,7 +146,7 @@ def test_run_folder_from_another_code_version(run_folder):
 
 def _cli(*args, **kw):
     return subprocess.run([str(BIN/'babyvlm'), *map(str, args)], capture_output=True, text=True,
-                          env={**os.environ, 'BABYVLM_THREADS': '2', **kw})
+                          env={**os.environ, **kw})
 
 
 def test_evaluate_run_of_another_profile_or_version(run_folder, tmp_path):

@@ -10,6 +10,7 @@ import pytest, torch
 from babyvlm.core import seed_everything
 from babyvlm.testing import toy_pairs
 from babyvlm.train import TrainConfig
+pytestmark = pytest.mark.serial   # two processes in lock step: after the parallel tests, alone (conftest.py)
 
 NO_AUG = dict(crop_scale=(1.0, 1.0), flip_p=0.0, blur_p=0.0)  # a (1, 1) crop is the whole image: no randomness left
 _SPY = {}   # task name -> initial and final weights of this process, its TrainResult (filled by the `fit` spy)

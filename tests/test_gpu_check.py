@@ -2,6 +2,7 @@
 import importlib.util, json
 from pathlib import Path
 import pytest
+pytestmark = pytest.mark.serial   # every paper-profile model at once: after the parallel tests, alone (conftest.py)
 
 ROOT = Path(__file__).resolve().parents[1]
 
