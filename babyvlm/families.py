@@ -476,7 +476,9 @@ def train_reference(p:ReferenceParams, # the family's params
     return run_summary({'reference': r}, out_dir)
 
 def _load_reference(run_dir, device='cpu'):
-    return Loaded('reference', load_reference(run_dir, device), None, Path(run_dir))
+    m = load_reference(run_dir, device)
+    m.encoders.cache_batches(cache_dir()/'reference'/'batches')   # its frozen features of each scored batch are kept: the other seeds read them back
+    return Loaded('reference', m, None, Path(run_dir))
 
 def _reference_scorer(l:Loaded, batch_size:int=64):
     return ContrastiveScorer(l.model, l.model.tokenize, l.model.preprocess, batch_size)

@@ -4,14 +4,14 @@
 
 # %% ../nbs/07_pretrained.ipynb #64612143
 from __future__ import annotations
-import hashlib, importlib, os, sys
+import hashlib, importlib, os, sys, warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Sequence
 import numpy as np, torch, torch.nn as nn, torch.nn.functional as F
 import datasets
 from PIL import Image
-from .core import cache_dir
+from .core import cache_dir, atomic_path
 from .assets import assets_dir, fetch_assets, AssetError
 
 # %% auto #0
@@ -114,12 +114,38 @@ class FrozenEncoders(nn.Module):
     @torch.no_grad()
     def image_features(self, x:torch.Tensor) -> torch.Tensor:
         "Frozen pooled EfficientNet-Lite0 features (B, 1280) of preprocessed images."
-        return self.image_encoder.extract_features(x).mean((2, 3))
+        return self._cached('image', [x], lambda: self.image_encoder.extract_features(x).mean((2, 3))).to(x.device)
 
     @torch.no_grad()
     def text_features(self, texts) -> torch.Tensor:
         "Frozen MiniLM sentence embeddings (B, 384)."
-        return self.text_encoder(texts)
+        parts = ([texts] if torch.is_tensor(texts) else [texts['input_ids'], texts['attention_mask']] if isinstance(texts, Mapping)
+                 else ['\0'.join(texts)])
+        return self._cached('text', parts, lambda: self.text_encoder(texts)).to(next(self.text_encoder.parameters()).device)
+
+    def cache_batches(self, folder:Path|str|None, # where to keep them (None: off, the default)
+                     ) -> FrozenEncoders:
+        """Keep the features of every batch in `folder`, keyed by the batch's content: a batch seen before is read back
+        instead of encoded. Exact: the same batch always gives the same features, so scores do not depend on whether a
+        batch was cached (the seeds of a condition score the same benchmark batches with the same frozen encoders)."""
+        self.batch_cache = Path(folder) if folder is not None else None
+        return self
+
+    def _cached(self, kind:str, parts:list, compute) -> torch.Tensor:
+        folder = getattr(self, 'batch_cache', None)
+        if folder is None: return compute()
+        h = hashlib.sha256(f'{_FEATURE_VERSION}|{kind}|{self.image_size}'.encode())
+        for q in parts:
+            if torch.is_tensor(q): h.update(f'|{q.dtype}{tuple(q.shape)}|'.encode()); h.update(q.detach().cpu().contiguous().numpy().tobytes())
+            else: h.update(b'|' + q.encode())
+        f = folder/f'{kind}-{h.hexdigest()[:32]}.pt'
+        if f.exists():
+            try: return torch.load(f, map_location='cpu', weights_only=True)
+            except Exception: warnings.warn(f"{f}: not a readable feature batch (ignored; encoding it again)")
+        out = compute().float()
+        folder.mkdir(parents=True, exist_ok=True)
+        with atomic_path(f) as tmp: torch.save(out.cpu(), tmp)
+        return out
 
 def load_frozen_encoders(image_size:int=224, # side the image encoder sees
                          cache:Path|None=None, # cache root (default `cache_dir()`)
