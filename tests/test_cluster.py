@@ -6,10 +6,12 @@ from pathlib import Path
 import pytest
 from babyvlm.study import run_study, run_one, load_params, run_dir, collect_runs
 from babyvlm.testing import local_slurm, LocalSlurm
-from test_study import TINY
+from conftest import TINY   # the tiny study's overrides
 
 BIN = Path(sys.executable).parent
-STUDY = TINY + ['families=[contrastive]', 'cluster.poll_seconds=1', 'cluster.contrastive.time_min=30', 'cluster.reference.time_min=30']
+# the jobs run with the test process's torch threads (one, tests/conftest.py), so that their metrics can equal the local executor's
+STUDY = TINY + ['families=[contrastive]', 'cluster.poll_seconds=1', 'cluster.contrastive.time_min=30', 'cluster.reference.time_min=30',
+                f"cluster.contrastive.cpus={os.environ['BABYVLM_THREADS']}", f"cluster.reference.cpus={os.environ['BABYVLM_THREADS']}"]
 RUNS = [('contrastive', 'home', 'home'), ('reference', 'reference', 'reference')]   # (family, condition, run folder)
 
 
