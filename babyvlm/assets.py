@@ -213,17 +213,15 @@ def fetch_pack(pack:Pack, # the pack to fetch
               ) -> dict:
     "Fetch, verify and unpack one pack (a no-op when its completion marker exists); returns its manifest entry."
     root = assets_dir(cache); out = root/pack.name; marker = out/'.complete'
-    if marker.exists():
-        entry = json.loads(marker.read_text())
-        if entry.get('sha256') == pack.sha256 and entry.get('version') == pack.version:
-            return _entry(pack, entry['n_files'], entry.get('licence_file'))
-        if progress: print(f"{pack.name}: cached version {entry.get('version')} differs from pinned {pack.version}; refetching")
+    def cached():   # the entry of the pinned version if it is unpacked, else the cached entry or None
+        entry = json.loads(marker.read_text()) if marker.exists() else None
+        ok = entry is not None and entry.get('sha256') == pack.sha256 and entry.get('version') == pack.version
+        return (_entry(pack, entry['n_files'], entry.get('licence_file')) if ok else None), entry
+    done, entry = cached()
+    if done: return done
+    if entry and progress: print(f"{pack.name}: cached version {entry.get('version')} differs from pinned {pack.version}; refetching")
     with build_lock(out):   # one fetcher per pack at a time: a process that waited finds it unpacked
-        if marker.exists():
-            entry = json.loads(marker.read_text())
-            if entry.get('sha256') == pack.sha256 and entry.get('version') == pack.version:
-                return _entry(pack, entry['n_files'], entry.get('licence_file'))
-        return _fetch_pack(pack, root, out, marker, progress)
+        return cached()[0] or _fetch_pack(pack, root, out, marker, progress)
 
 def _fetch_pack(pack, root, out, marker, progress) -> dict:
     "The body of `fetch_pack`, under its lock."

@@ -434,13 +434,14 @@ def build_benchmarks(world:World, # a built world (`babyvlm.world.build_world`)
     t0 = time.time()
     def say(m):
         if progress: print(f"[benchmarks {wh[:8]}] {m} ({time.time() - t0:.1f}s)", flush=True)
-    if (root/'.complete').exists():
+    def cached():
+        if not (root/'.complete').exists(): return None
         b = Benchmarks(root)
-        if all(b.manifest.get(k) == v for k, v in key.items()): return b
-        say("the cached benchmarks were made by other code of babyvlm (or for another world); rebuilding")
+        return b if all(b.manifest.get(k) == v for k, v in key.items()) else None
+    if b := cached(): return b
+    if (root/'.complete').exists(): say("the cached benchmarks were made by other code of babyvlm (or for another world); rebuilding")
     with build_lock(root):   # one builder per world's benchmarks at a time: a process that waited finds them built
-        if (root/'.complete').exists() and all(Benchmarks(root).manifest.get(k) == v for k, v in key.items()): return Benchmarks(root)
-        return _build_benchmarks(world, progress, workers, cache, root, key, t0, say)
+        return cached() or _build_benchmarks(world, progress, workers, cache, root, key, t0, say)
 
 def _build_benchmarks(world, progress, workers, cache, root, key, t0, say) -> Benchmarks:
     "The body of `build_benchmarks`, under its lock."

@@ -106,6 +106,7 @@ class FrozenEncoders(nn.Module):
         self.image_encoder, self.text_encoder = image_encoder.eval().requires_grad_(False), text_encoder.eval().requires_grad_(False)
         self.img_dim, self.txt_dim, self.image_size = image_encoder._conv_head.out_channels, text_encoder.dim, int(image_size)
         self.preprocess, self.tokenize = effnet_preprocess(image_size), text_encoder.tokenize
+        self.batch_cache = None   # `cache_batches`
 
     def train(self, mode:bool=True):
         "Frozen: always in eval mode (batch norm, dropout)."
@@ -132,7 +133,7 @@ class FrozenEncoders(nn.Module):
         return self
 
     def _cached(self, kind:str, parts:list, compute) -> torch.Tensor:
-        folder = getattr(self, 'batch_cache', None)
+        folder = self.batch_cache
         if folder is None: return compute()
         h = hashlib.sha256(f'{_FEATURE_VERSION}|{kind}|{self.image_size}'.encode())
         for q in parts:
@@ -182,7 +183,7 @@ def frozen_features(model, # anything with `image_size`, `preprocess` (PIL -> te
         img.append(model.image_features(torch.stack([model.preprocess(im) for im in b['image']])))
         txt.append(model.text_features(b['text']))
     img, txt = torch.cat(img).float().cpu(), torch.cat(txt).float().cpu()
-    p.parent.mkdir(parents=True, exist_ok=True); tmp = p.with_suffix(f'.{os.getpid()}.tmp')   # (one name per process: several may write it)
-    torch.save({'image': img, 'text': txt}, tmp); tmp.replace(p)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(p) as tmp: torch.save({'image': img, 'text': txt}, tmp)   # (a temporary per process: several may write it)
     return img, txt
 

@@ -543,13 +543,14 @@ def build_world(cfg:WorldConfig|None=None, # the world's configuration
     cfg = cfg or WorldConfig(); cache = Path(cache or cache_dir())
     workers = workers or int(os.environ.get('BABYVLM_THREADS', 2))
     h = stable_hash(asdict(cfg)); root = cache/'world'/h; code = code_fingerprint()
-    if (root/'.complete').exists():
-        w = World(root)
-        if w.manifest.get('code') == code: return w
-        if progress: print(f"[world {h[:8]}] the cached world was made by other code of babyvlm.assets/compose/world; rebuilding")
+    def cached():
+        w = World(root) if (root/'.complete').exists() else None
+        return w if w is not None and w.manifest.get('code') == code else None
+    if w := cached(): return w
+    if (root/'.complete').exists() and progress:
+        print(f"[world {h[:8]}] the cached world was made by other code of babyvlm.assets/compose/world; rebuilding")
     with build_lock(root):   # one builder per world at a time: a process that waited finds it built
-        if (root/'.complete').exists() and World(root).manifest.get('code') == code: return World(root)
-        return _build_world(cfg, cache, workers, progress, h, root, code)
+        return cached() or _build_world(cfg, cache, workers, progress, h, root, code)
 
 def _build_world(cfg, cache, workers, progress, h, root, code) -> World:
     "The body of `build_world`, under its lock."

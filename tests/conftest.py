@@ -49,15 +49,12 @@ def study(tmp_path_factory, params_root):
     done = out/'result.json'
     with build_lock(out):
         if not done.exists():
-            saved = os.environ.get('BABYVLM_PARAMS')
-            os.environ['BABYVLM_PARAMS'] = str(params_root)   # for the broken condition; restored after
-            try:   # two runs at a time, one thread each: the threads every rerun that is compared with it gets (float
-                # rounding depends on the thread count)
+            with pytest.MonkeyPatch.context() as mp:
+                mp.setenv('BABYVLM_PARAMS', str(params_root))   # for the broken condition; restored after
+                # two runs at a time, one thread each: the threads every rerun that is compared with it gets (float rounding
+                # depends on the thread count)
                 res = run_study('quick', conditions=['home', 'reference', 'broken'], seeds=[0], overrides=TINY + ['jobs=2'],
                                 out_root=out, echo=lambda *a: None)
-            finally:
-                if saved is None: os.environ.pop('BABYVLM_PARAMS', None)
-                else: os.environ['BABYVLM_PARAMS'] = saved
             done.write_text(json.dumps(res, default=str))
     res = json.loads(done.read_text())
     return {**res, 'study_dir': pathlib.Path(res['study_dir']), 'report': res['report'] and pathlib.Path(res['report'])}

@@ -5,7 +5,7 @@ import pytest
 from babyvlm.study import load_params_file, run_dir, collect_runs
 
 BIN = Path(sys.executable).parent
-from conftest import TINY   # the tiny study (the fixtures `params_root` and `study` live in conftest.py, shared with test_browser.py)
+from conftest import TINY   # the tiny study (the fixtures `params_root` and `study` live in conftest.py, shared with test_browser.py and test_determinism.py)
 
 
 def test_study_writes_runs_and_report(study):
