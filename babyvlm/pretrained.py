@@ -157,12 +157,16 @@ def load_frozen_encoders(image_size:int=224, # side the image encoder sees
 
 _FEATURE_VERSION = 'effnet-lite0+all-minilm-l6-v2/v1'
 
-def _content_key(ds:datasets.Dataset, image_size:int) -> str:
-    "sha256 of a dataset's raw image bytes and texts plus the encoder settings."
-    h = hashlib.sha256(f'{_FEATURE_VERSION}|{image_size}|{len(ds)}'.encode())
+def _content_key(ds:datasets.Dataset, image_size:int|None) -> str:
+    """sha256 of a dataset's raw image bytes and the side the image encoder sees (`image_size`), or with `image_size=None` of
+    its texts alone (the text encoder does not see the images), with the encoders' version."""
+    h = hashlib.sha256(f'{_FEATURE_VERSION}|{"text" if image_size is None else image_size}|{len(ds)}'.encode())
+    if image_size is None:
+        for t in ds['text']: h.update(t.encode() + b'\0')
+        return h.hexdigest()
     raw = ds.cast_column('image', datasets.Image(decode=False))
-    for r in raw.select_columns(['image', 'text']):
-        im = r['image']; h.update(im['bytes'] if im.get('bytes') else str(im.get('path')).encode()); h.update(r['text'].encode() + b'\0')
+    for r in raw.select_columns(['image']):
+        im = r['image']; h.update(im['bytes'] if im.get('bytes') else str(im.get('path')).encode())
     return h.hexdigest()
 
 def frozen_features(model, # anything with `image_size`, `preprocess` (PIL -> tensor), `image_features` and `text_features`
@@ -170,20 +174,24 @@ def frozen_features(model, # anything with `image_size`, `preprocess` (PIL -> te
                        batch_size:int=64, # images or texts encoded at once
                        cache:Path|None=None, # cache root (default `cache_dir()`)
                       ) -> tuple[torch.Tensor, torch.Tensor]:
-    "Frozen image (N, 1280) and text (N, 384) features of `ds`, computed once and cached."
+    """Frozen image (N, 1280) and text (N, 384) features of `ds`, computed once and cached: the image features per input
+    size, the text features once for every size (the reference at one size and the transfer filter at another share them)."""
     for c in ('image', 'text'):
         if c not in ds.column_names: raise ValueError(f"frozen_features: dataset has no column {c!r} (columns: {ds.column_names})")
-    p = Path(cache or cache_dir())/'reference'/f'{_content_key(ds, model.image_size)}.pt'
-    if p.exists():
-        d = torch.load(p, map_location='cpu', weights_only=True)
-        return d['image'], d['text']
-    img, txt = [], []
-    for i in range(0, len(ds), batch_size):
-        b = ds[i:i + batch_size]
-        img.append(model.image_features(torch.stack([model.preprocess(im) for im in b['image']])))
-        txt.append(model.text_features(b['text']))
-    img, txt = torch.cat(img).float().cpu(), torch.cat(txt).float().cpu()
-    p.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(p) as tmp: torch.save({'image': img, 'text': txt}, tmp)   # (a temporary per process: several may write it)
-    return img, txt
+    root = Path(cache or cache_dir())/'reference'
+    paths = {'image': root/f'image-{_content_key(ds, model.image_size)}.pt', 'text': root/f'text-{_content_key(ds, None)}.pt'}
+    out = {k: torch.load(f, map_location='cpu', weights_only=True) for k, f in paths.items() if f.exists()}
+    todo = [k for k in paths if k not in out]
+    if todo:
+        parts = {k: [] for k in todo}
+        rows = ds if 'image' in parts else ds.select_columns(['text'])   # (no image decoded for the texts alone)
+        for i in range(0, len(ds), batch_size):
+            b = rows[i:i + batch_size]
+            if 'image' in parts: parts['image'].append(model.image_features(torch.stack([model.preprocess(im) for im in b['image']])))
+            if 'text' in parts: parts['text'].append(model.text_features(b['text']))
+        root.mkdir(parents=True, exist_ok=True)
+        for k, v in parts.items():
+            out[k] = torch.cat(v).float().cpu()
+            with atomic_path(paths[k]) as tmp: torch.save(out[k], tmp)   # (a temporary per process: several may write it)
+    return out['image'], out['text']
 

@@ -14,7 +14,7 @@
                      the sum of PSS, which splits them), and its wall time (issue 17: at most 6 GiB for the default study)
 
 usage: .venv/bin/python benchmarks/bench_study.py [--profile quick] [--steps 60] [--home 2000] [--no-default-world]
-                                                  [--study default [--study-set KEY=VALUE ...] [--study-only]]
+                                                  [--study default [--study-set KEY=VALUE ...] [--study-only] [--study-out DIR] [--study-no-report]]
 Timings on shared machines vary several-fold between runs; compare rows of one run, not runs.
 """
 import argparse, os, subprocess, sys, tempfile, time
@@ -45,13 +45,14 @@ def peak_memory(cmd:list, interval:float=0.5, **popen_kw) -> dict:
     return dict(returncode=proc.returncode, seconds=time.perf_counter() - t0, **peak)
 
 
-def study_memory(profile:str, sets:list, out:Path) -> tuple:
-    "The table row of `babyvlm study --profile PROFILE` run whole into `out`, with its peak memory."
+def study_memory(profile:str, sets:list, out:Path, report:bool=True) -> tuple:
+    "The table row of `babyvlm study --profile PROFILE` run whole into `out` (with its report unless `report` is false), with its peak memory."
     cmd = [sys.executable, '-m', 'babyvlm.cli', 'study', '--profile', profile, '--out', str(out)] + sum([['--set', x] for x in sets], [])
+    if not report: cmd.append('--no-report')
     r = peak_memory(cmd, stdout=subprocess.DEVNULL)
     if r['returncode'] != 0: print(f"(the study exited {r['returncode']}: its runs are in {out})", file=sys.stderr)
     gib = 2 ** 30
-    return ('study memory', f"babyvlm study --profile {profile}" + ''.join(f' --set {x}' for x in sets) +
+    return ('study memory', f"babyvlm study --profile {profile}" + ''.join(f' --set {x}' for x in sets) + ('' if report else ' --no-report') +
             f" ({r['peak_processes']} processes at most)",
             f"peak RSS {r['peak_rss'] / gib:.2f} GiB, PSS {r['peak_pss'] / gib:.2f} GiB (study + kernels)",
             f"{r['seconds']:.0f} s" + ('' if r['returncode'] == 0 else f" (exit {r['returncode']})"))
@@ -66,8 +67,11 @@ def main(argv=None):
     ap.add_argument('--study', metavar='PROFILE', default='', help='also run this whole study (e.g. default) and report its peak memory')
     ap.add_argument('--study-set', metavar='KEY=VALUE', action='append', default=[], help='an override for that study (repeatable)')
     ap.add_argument('--study-only', action='store_true', help='time only the study (with --study)')
+    ap.add_argument('--study-out', metavar='DIR', default='', help="keep that study's outputs in DIR (default: a temporary folder, removed)")
+    ap.add_argument('--study-no-report', action='store_true', help='run that study without its report (`babyvlm study --no-report`)')
     a = ap.parse_args(argv)
     if a.study_only and not a.study: ap.error('--study-only needs --study PROFILE')
+    if (a.study_out or a.study_no_report) and not a.study: ap.error('--study-out and --study-no-report need --study PROFILE')
     from babyvlm.core import set_offline, seed_everything, cache_dir
     from babyvlm.study import load_params, run_training_data
     from babyvlm.assets import fetch_assets
@@ -129,7 +133,9 @@ def main(argv=None):
             rows.append(('evaluation (Labeled-S)', f'{len(trials)} trials x 4 images', f'{len(trials) / dt:.0f} trials/s = {4 * len(trials) / dt:.0f} pairs/s',
                          f'{dt:.1f} s'))
     if a.study:   # a fresh outputs folder (the world and transfer caches are reused, as a second `make study` would)
-        with tempfile.TemporaryDirectory() as d: rows.append(study_memory(a.study, a.study_set, Path(d)))
+        if a.study_out: rows.append(study_memory(a.study, a.study_set, Path(a.study_out), not a.study_no_report))
+        else:
+            with tempfile.TemporaryDirectory() as d: rows.append(study_memory(a.study, a.study_set, Path(d), not a.study_no_report))
     w = [max(len(r[i]) for r in rows + [('stage', 'workload', 'throughput', 'time')]) for i in range(4)]
     line = lambda r: '  '.join(c.ljust(w[i]) for i, c in enumerate(r))
     print(line(('stage', 'workload', 'throughput', 'time'))); print('  '.join('-' * x for x in w))

@@ -1,7 +1,6 @@
 "benchmarks/bench_study.py's memory row (issue 17): the peak resident memory of a study, its process and its kernels together."
 import importlib.util, sys
 from pathlib import Path
-from conftest import TINY
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,15 +21,4 @@ def test_peak_memory_sums_the_process_tree():
     assert r['peak_rss'] >= 400 * 2**20 and 400 * 2**20 <= r['peak_pss'] <= r['peak_rss'], r
     assert r['peak_rss'] < 1500 * 2**20, r   # two Pythons and their buffers, not more
 
-
-def test_study_memory_row(tmp_path, capsys):
-    "--study runs a whole (tiny) study: the table's row gives its peak memory with the kernels (more than the study process alone)."
-    sets = [x for x in TINY if x.startswith(('reference.', 'world.', 'eval.'))] + ['conditions=[reference]']
-    rows = _bench().main(['--study', 'quick', '--study-only'] + sum([['--study-set', x] for x in sets], []))
-    out = capsys.readouterr().out
-    (name, workload, mem, secs), = rows
-    assert name == 'study memory' and 'babyvlm study --profile quick' in workload and '(exit' not in secs
-    assert 'study memory' in out and 'GiB' in out and mem in out
-    n = int(workload.split('(')[-1].split()[0]); assert n >= 2   # the study process and at least one kernel
-    rss, pss = (float(mem.split(k)[1].split()[0].rstrip(',')) for k in ('RSS ', 'PSS '))
-    assert 0.3 < pss <= rss < 8, mem   # a Python with torch is a few hundred MB; the tiny study is far below the 6 GiB target
+# the row of a whole study (`--study`): tests/test_determinism.py, on its rerun of the session's tiny study

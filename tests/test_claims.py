@@ -4,7 +4,7 @@ study (two shares x two seeds) reaches the report's scaling section, and the Cla
 import json, os, re
 import numpy as np
 import pytest
-from conftest import TINY   # the tiny study's overrides (the fixture `params_root` lives in conftest.py)
+from conftest import TINY, SHORT_CVCL   # the tiny study's overrides (the fixture `params_root` lives in conftest.py)
 from babyvlm.study import run_study, run_dir, collect_runs, load_params
 from babyvlm.claims import item_outcomes, pooled_estimate, paired_difference, claims_table, paper_results
 
@@ -14,9 +14,9 @@ def scaling(tmp_path_factory, params_root):
     out = tmp_path_factory.mktemp('scaling')
     cwd, saved = os.getcwd(), os.environ.get('BABYVLM_PARAMS')
     os.environ['BABYVLM_PARAMS'] = str(params_root)
-    try:   # two runs at a time (the quick profile's jobs)
+    try:   # two runs at a time (the quick profile's jobs), 10 steps each (the curve's path, not its values, is tested)
         res = run_study('quick', conditions=['scale_50', 'scale_100'], seeds=[0, 1],
-                        overrides=TINY + ['families=[contrastive]', 'transfer.reference_steps=50'], out_root=out, echo=lambda m: None)
+                        overrides=TINY + ['families=[contrastive]', 'transfer.reference_steps=50'] + SHORT_CVCL, out_root=out, echo=lambda m: None)
     finally:
         if saved is None: os.environ.pop('BABYVLM_PARAMS', None)
         else: os.environ['BABYVLM_PARAMS'] = saved

@@ -96,13 +96,15 @@ def _job(out, family, variant):
     if 'nostate' not in variant:   # as `babyvlm train` does: this process's place in the group first (gloo on CPU)
         from accelerate import PartialState
         PartialState(cpu=not torch.cuda.is_available())
+    import babyvlm.models.vision as V
     if 'nobn' in variant:   # every SimCLR CNN built from a spec (the encoder, and the tower read back) leaves them out
-        import babyvlm.models.vision as V; V.SmallConvNet = _NoBatchNormCNN
+        V.SmallConvNet = _NoBatchNormCNN
     _spy_on_fit(); _SPY.clear()
     out = Path(out)
     tr, va = toy_pairs(32, seed=1), toy_pairs(16, seed=2)
     seed_everything(0, threads=1)
-    summary = F.get_family(family).train(_params(family, variant, out.parent), tr, va, out)
+    try: summary = F.get_family(family).train(_params(family, variant, out.parent), tr, va, out)
+    finally: V.SmallConvNet = _SmallConvNet   # the next variant in this process gets the real CNN
     dist = torch.distributed
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
     torch.save(dict(tasks=dict(_SPY), summary=summary, world=world), out/f'w{rank}.pt')
@@ -141,21 +143,27 @@ def _one_vs_two(tmp_path:Path, family:str, variant:str) -> dict:
     return out
 
 
+# every (family, variant) the tests below compare, made in one worker process (see `_compare`)
+VARIANTS = [('contrastive', 'noaug-best'), ('contrastive', 'aug'), ('contrastive', 'noaug-best-nostate'), ('generative', 'dino'),
+            ('generative', 'dino-dropout'), ('generative', 'ssl-nobn'), ('generative', 'ssl'), ('hybrid', 'aug'), ('reference', 'best')]
 _RUNS = {}
 
 def _compare(tmp_path_factory, family:str, variant:str='-') -> dict:
-    """`_one_vs_two` in a new Python process (once per family and variant; tests share it): forking workers from a process
-    whose torch/OpenMP thread pools already ran (as pytest's, after other tests) can deadlock the children, so the launcher
-    starts from a clean process."""
+    """`_one_vs_two` of `(family, variant)`. The first call makes every pair of `VARIANTS` in one new Python process (one
+    start and one import of torch for all of them; the tests share the results): forking workers from a process whose
+    torch/OpenMP thread pools already ran with several threads (as pytest's, after other tests) can deadlock the children,
+    so the launcher starts from a clean process with one thread. A pair that fails there fails its own tests only."""
     import subprocess, sys
-    if (family, variant) not in _RUNS:
-        d = tmp_path_factory.mktemp(f'{family}-{variant}')
+    if not _RUNS:
+        d = tmp_path_factory.mktemp('one-vs-two')
         env = {**os.environ, 'OMP_NUM_THREADS': '1', 'BABYVLM_THREADS': '1'}
-        r = subprocess.run([sys.executable, __file__, str(d), family, variant], capture_output=True, text=True,
-                           timeout=600, env=env)
+        r = subprocess.run([sys.executable, __file__, str(d)] + [f'{f}:{v}' for f, v in VARIANTS], capture_output=True, text=True,
+                           timeout=1200, env=env)
         assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
-        _RUNS[family, variant] = json.loads(r.stdout.strip().splitlines()[-1])
-    return _RUNS[family, variant]
+        _RUNS.update({tuple(k.split(':')): v for k, v in json.loads(r.stdout.strip().splitlines()[-1]).items()})
+    res = _RUNS[family, variant]
+    assert 'error' not in res, f"{family} {variant}: {res.get('error')}"
+    return res
 
 
 def _check(res:dict, tasks:list, diff:float=5e-4):
@@ -240,9 +248,15 @@ def test_logged_training_loss_is_the_global_batch_mean(tmp_path_factory, family,
             assert abs(a - b) < 1e-4 and abs(b - c) < 1e-6, (name, r)
 
 
-if __name__ == '__main__':   # the worker of `_compare`: python test_distributed.py DIR FAMILY VARIANT
-    import sys
-    print(json.dumps(_one_vs_two(Path(sys.argv[1]), sys.argv[2], sys.argv[3])))
+if __name__ == '__main__':   # the worker of `_compare`: python test_distributed.py DIR FAMILY:VARIANT ...
+    import sys, traceback
+    out = {}
+    for fv in sys.argv[2:]:
+        family, variant = fv.split(':')
+        d = Path(sys.argv[1])/f'{family}-{variant}'; d.mkdir(parents=True)
+        try: out[fv] = _one_vs_two(d, family, variant)
+        except Exception: out[fv] = {'error': traceback.format_exc()[-3000:]}
+    print(json.dumps(out))
 
 
 def _free_port():

@@ -90,7 +90,9 @@ def _tree(pid: int) -> list[int]:
 
 def test_sigkill_mid_run_then_the_same_command_finishes_with_the_same_metrics(study, params_root, tmp_path):
     """The whole study (its process and its kernels) killed with SIGKILL in the middle of training; the same command again
-    clears the stale lock, resumes from the last checkpoint and ends with the metrics of the uninterrupted study."""
+    clears the stale lock, resumes from the last checkpoint and ends with the metrics of the uninterrupted study. (This is
+    also CVCL's determinism check: a run made from scratch again, in a new folder, byte-identical; tests/test_determinism.py
+    reruns the other families.)"""
     import os, signal, time
     env = {**os.environ, 'BABYVLM_PARAMS': str(params_root)}   # the threads of the session's study (conftest.py): same metrics
     cmd = [str(BIN/'babyvlm'), 'study', '--profile', 'quick', '--conditions', 'home', '--no-report', '--out', str(tmp_path)] + sum(

@@ -6,7 +6,7 @@ import pytest
 from babyvlm.study import run_study, load_params, run_dir
 
 BIN = Path(sys.executable).parent
-from conftest import TINY   # the tiny study's overrides (the fixture `params_root` lives in conftest.py)
+from conftest import TINY, SHORT_CVCL   # the tiny study's overrides (the fixture `params_root` lives in conftest.py)
 
 
 def test_cli_help_explains_options():
@@ -60,7 +60,7 @@ def test_transfer_condition_runs_end_to_end(tmp_path, params_root, monkeypatch):
     monkeypatch.setenv('BABYVLM_PARAMS', str(params_root))   # restored afterwards, whatever was set before
     log = []
     res = run_study('quick', conditions=['home_transferred', 'home'], seeds=[0],
-                    overrides=TINY + ['families=[contrastive]', 'transfer.reference_steps=50', 'jobs=2'], out_root=tmp_path,
+                    overrides=TINY + ['families=[contrastive]', 'transfer.reference_steps=50', 'jobs=2'] + SHORT_CVCL, out_root=tmp_path,
                     echo=log.append)
     assert res['ok'], res['runs']
     assert [r['condition'] for r in res['runs']] == ['home_transferred', 'home']   # statuses in run order
