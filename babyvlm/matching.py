@@ -206,8 +206,8 @@ class EffNetEmbedder:
             return torch.cat([m.extract_features(torch.stack([pre(im) for im in images[i:i + self.batch_size]])).mean((2, 3))
                               for i in range(0, len(images), self.batch_size)]).numpy()
     def embed_dataset(self, ds:datasets.Dataset) -> np.ndarray:
-        "Image features of `ds` (rows with `image` and `text`) from the reference's frozen-feature cache."
-        return frozen_features(self.reference, ds, self.batch_size, self.cache)[0].numpy()
+        "Image features of `ds` (rows with `image`) from the reference's frozen-feature cache (no text encoded)."
+        return frozen_features(self.reference, ds, self.batch_size, self.cache, texts=False)[0].numpy()
 
 def embed_images(ds:datasets.Dataset, # rows with `image`
                  embedder, # callable images -> (n, d) array with a `key` (or `embed_dataset(ds)`), e.g. `EffNetEmbedder()`

@@ -173,13 +173,15 @@ def frozen_features(model, # anything with `image_size`, `preprocess` (PIL -> te
                        ds:datasets.Dataset, # rows with `image` and `text`
                        batch_size:int=64, # images or texts encoded at once
                        cache:Path|None=None, # cache root (default `cache_dir()`)
-                      ) -> tuple[torch.Tensor, torch.Tensor]:
+                       texts:bool=True, # also the text features (False: the image features alone, and None for the texts)
+                      ) -> tuple[torch.Tensor, torch.Tensor|None]:
     """Frozen image (N, 1280) and text (N, 384) features of `ds`, computed once and cached: the image features per input
     size, the text features once for every size (the reference at one size and the transfer filter at another share them)."""
-    for c in ('image', 'text'):
+    for c in ('image', 'text') if texts else ('image',):
         if c not in ds.column_names: raise ValueError(f"frozen_features: dataset has no column {c!r} (columns: {ds.column_names})")
     root = Path(cache or cache_dir())/'reference'
-    paths = {'image': root/f'image-{_content_key(ds, model.image_size)}.pt', 'text': root/f'text-{_content_key(ds, None)}.pt'}
+    paths = {'image': root/f'image-{_content_key(ds, model.image_size)}.pt'}
+    if texts: paths['text'] = root/f'text-{_content_key(ds, None)}.pt'
     out = {k: torch.load(f, map_location='cpu', weights_only=True) for k, f in paths.items() if f.exists()}
     todo = [k for k in paths if k not in out]
     if todo:
@@ -193,5 +195,5 @@ def frozen_features(model, # anything with `image_size`, `preprocess` (PIL -> te
         for k, v in parts.items():
             out[k] = torch.cat(v).float().cpu()
             with atomic_path(paths[k]) as tmp: torch.save(out[k], tmp)   # (a temporary per process: several may write it)
-    return out['image'], out['text']
+    return out['image'], out.get('text')
 
