@@ -17,7 +17,7 @@ usage: .venv/bin/python benchmarks/bench_study.py [--profile quick] [--steps 60]
                                                   [--study default [--study-set KEY=VALUE ...] [--study-only] [--study-out DIR] [--study-no-report]]
 Timings on shared machines vary several-fold between runs; compare rows of one run, not runs.
 """
-import argparse, os, subprocess, sys, tempfile, time
+import argparse, contextlib, os, subprocess, sys, tempfile, time
 from dataclasses import replace
 from pathlib import Path
 
@@ -133,9 +133,8 @@ def main(argv=None):
             rows.append(('evaluation (Labeled-S)', f'{len(trials)} trials x 4 images', f'{len(trials) / dt:.0f} trials/s = {4 * len(trials) / dt:.0f} pairs/s',
                          f'{dt:.1f} s'))
     if a.study:   # a fresh outputs folder (the world and transfer caches are reused, as a second `make study` would)
-        if a.study_out: rows.append(study_memory(a.study, a.study_set, Path(a.study_out), not a.study_no_report))
-        else:
-            with tempfile.TemporaryDirectory() as d: rows.append(study_memory(a.study, a.study_set, Path(d), not a.study_no_report))
+        with contextlib.nullcontext(a.study_out) if a.study_out else tempfile.TemporaryDirectory() as d:
+            rows.append(study_memory(a.study, a.study_set, Path(d), not a.study_no_report))
     w = [max(len(r[i]) for r in rows + [('stage', 'workload', 'throughput', 'time')]) for i in range(4)]
     line = lambda r: '  '.join(c.ljust(w[i]) for i, c in enumerate(r))
     print(line(('stage', 'workload', 'throughput', 'time'))); print('  '.join('-' * x for x in w))

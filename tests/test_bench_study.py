@@ -1,14 +1,6 @@
 "benchmarks/bench_study.py's memory row (issue 17): the peak resident memory of a study, its process and its kernels together."
-import importlib.util, sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _bench():
-    spec = importlib.util.spec_from_file_location('bench_study', ROOT/'benchmarks'/'bench_study.py')
-    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
-    return mod
+import sys
+from conftest import benchmark
 
 
 def test_peak_memory_sums_the_process_tree():
@@ -16,7 +8,7 @@ def test_peak_memory_sums_the_process_tree():
     code = ("import subprocess, sys, time; a = bytearray(100 * 2**20); "
             "c = subprocess.Popen([sys.executable, '-c', 'import time; b = bytearray(300 * 2**20); time.sleep(3)']); "
             "c.wait(); sys.exit(3)")
-    r = _bench().peak_memory([sys.executable, '-c', code], interval=0.2)
+    r = benchmark('bench_study').peak_memory([sys.executable, '-c', code], interval=0.2)
     assert r['returncode'] == 3 and r['peak_processes'] == 2
     assert r['peak_rss'] >= 400 * 2**20 and 400 * 2**20 <= r['peak_pss'] <= r['peak_rss'], r
     assert r['peak_rss'] < 1500 * 2**20, r   # two Pythons and their buffers, not more

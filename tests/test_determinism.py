@@ -1,19 +1,10 @@
 """Same params + seed => the same metrics, for every family: the session's tiny study made again from scratch, through
 `babyvlm study` run by benchmarks/bench_study.py, whose memory row (issue 17: the peak resident memory of a study, its
 process and its kernels together) is checked on that run too."""
-import contextlib, importlib.util, io, json
-from pathlib import Path
+import contextlib, io, json
 import pytest
 from babyvlm.study import run_dir
-from conftest import TINY   # the tiny study's overrides (the fixture `study` lives in conftest.py)
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def bench_study():
-    spec = importlib.util.spec_from_file_location('bench_study', ROOT/'benchmarks'/'bench_study.py')
-    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
-    return mod
+from conftest import TINY, benchmark   # the tiny study's overrides (the fixture `study` lives in conftest.py)
 
 
 @pytest.fixture(scope='module')
@@ -26,7 +17,7 @@ def rerun(tmp_path_factory):
     sets = TINY + ['jobs=2', 'conditions=[home,reference]', 'families=[generative,generative_llama,hybrid]']
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-        rows = bench_study().main(['--study', 'quick', '--study-only', '--study-out', str(out), '--study-no-report'] +
+        rows = benchmark('bench_study').main(['--study', 'quick', '--study-only', '--study-out', str(out), '--study-no-report'] +
                                   sum([['--study-set', x] for x in sets], []))
     return {'study_dir': out/'quick', 'rows': rows, 'printed': printed.getvalue()}
 

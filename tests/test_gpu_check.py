@@ -1,20 +1,12 @@
 "benchmarks/gpu_check.py (issue 6): its CPU smoke mode trains every paper-profile model a few steps and prints the table."
-import importlib.util, json
-from pathlib import Path
+import json
 import pytest
+from conftest import benchmark
 pytestmark = pytest.mark.serial   # every paper-profile model at once: after the parallel tests, alone (conftest.py)
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _gpu_check():
-    spec = importlib.util.spec_from_file_location('gpu_check', ROOT/'benchmarks'/'gpu_check.py')
-    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
-    return mod
 
 
 def test_cpu_smoke(tmp_path, capsys):
-    gc = _gpu_check()
+    gc = benchmark('gpu_check')
     rows = gc.main(['--device', 'cpu', '--steps', '2', '--batch', '2', '--json', str(tmp_path/'r.json')])
     out = capsys.readouterr().out
     assert '== gpu_check results' in out and 'samples/s' in out and 'MFU' in out and 'peak GiB' in out
@@ -31,7 +23,7 @@ def test_cpu_smoke(tmp_path, capsys):
 
 
 def test_peak_flops():
-    gc = _gpu_check()
+    gc = benchmark('gpu_check')
     assert gc.peak_flops('NVIDIA H100 80GB HBM3')[0] == 989e12
     assert gc.peak_flops('NVIDIA H100 PCIe')[0] == 756e12
     assert gc.peak_flops('NVIDIA H200')[0] == 989e12
