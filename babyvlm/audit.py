@@ -153,7 +153,7 @@ def _audit_key(world, bench, threshold:float, n_examples:int) -> str:
 
 def audit_world(world, # a built world (`babyvlm.world.build_world`)
                 bench, # its benchmarks (`babyvlm.items.build_benchmarks`)
-                embed:Callable|None=None, # images -> embeddings (default `EffNetEmbedder()`)
+                embed:Callable|None=None, # images -> embeddings (default `EffNetEmbedder` at the world's image side, at least 64)
                 threshold:float=0.95, # near-duplicate cosine
                 n_examples:int=5, # examples per kind
                 cache:bool=True, # with the default encoder: keep the result in `<benchmarks>/audit/`, keyed by world, code and settings
@@ -167,6 +167,9 @@ def audit_world(world, # a built world (`babyvlm.world.build_world`)
     for d in (world.home, world.web):
         for split in d: train_assets |= set(d[split]['asset_id'])
     names = [n for n in bench.names]
+    if embed is None:   # the images as rendered: upscaling adds no detail (the quick world: the same near duplicates at 64, 96 and 112 px)
+        from babyvlm.matching import EffNetEmbedder
+        embed = EffNetEmbedder(image_size=max(64, world.config.image_size))
     res = audit_items({n: bench[n] for n in names}, list(world.home['train']['image']), embed, threshold=threshold, n_examples=n_examples)
     for n in names:
         a = _item_assets(bench, n); r = res['benchmarks'][n]

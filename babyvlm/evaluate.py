@@ -14,6 +14,7 @@ from .text import Vocab, PAD
 from .core import cache_dir, constrain, check_rules, Range, write_atomic
 from .assets import load_wordnet
 from .benchmarks import LazyImages, image_sources, load_image
+from .pretrained import encode_by_length
 from .models.vision import uint8_batch
 from .models.generative import build_labels, lm_loss, token_ce, greedy_decode
 
@@ -63,10 +64,9 @@ class ContrastiveScorer:
 
     @torch.no_grad()
     def encode_texts(self, texts:Sequence[str]) -> torch.Tensor:
-        "Unit-norm text embeddings, computed in batches."
-        out = [self.model.encode_text(self.tokenize(list(texts[i:i+self.batch_size])).to(self.device)).float()
-               for i in range(0, len(texts), self.batch_size)]
-        return torch.nn.functional.normalize(torch.cat(out), dim=-1)
+        "Unit-norm text embeddings, computed in batches of texts of similar length (`encode_by_length`: less padding)."
+        out = encode_by_length(list(texts), lambda b: self.model.encode_text(self.tokenize(b).to(self.device)).float(), self.batch_size)
+        return torch.nn.functional.normalize(out, dim=-1)
 
     def score(self, images:Sequence[Image.Image], # images
               texts:Sequence[str], # texts, one per image

@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib, importlib, os, sys, warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 import numpy as np, torch, torch.nn as nn, torch.nn.functional as F
 import datasets
 from PIL import Image
@@ -15,8 +15,8 @@ from .core import cache_dir, atomic_path
 from .assets import assets_dir, fetch_assets, AssetError
 
 # %% auto #0
-__all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'load_effnet_lite0', 'effnet_preprocess', 'MiniLM', 'load_minilm', 'FrozenEncoders',
-           'load_frozen_encoders', 'frozen_features']
+__all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'load_effnet_lite0', 'effnet_preprocess', 'MiniLM', 'load_minilm', 'encode_by_length',
+           'FrozenEncoders', 'load_frozen_encoders', 'frozen_features']
 
 # %% ../nbs/07_pretrained.ipynb #fe7be85b
 def _pack_root(name:str, cache:Path|None, fetch:bool) -> Path:
@@ -95,6 +95,19 @@ def load_minilm(cache:Path|None=None, # cache root (default `cache_dir()`)
     tok = BertTokenizerFast.from_pretrained(d, local_files_only=True)
     return MiniLM(bert, tok, max_length).eval().requires_grad_(False)
 
+# %% ../nbs/07_pretrained.ipynb #4ff1e301
+def encode_by_length(texts:Sequence[str], # texts to encode
+                     encode:Callable, # a list of texts -> (b, d) tensor
+                     batch_size:int=64, # texts encoded at once
+                    ) -> torch.Tensor:
+    "`encode` over batches of texts of similar length (less padding), the rows in the order of `texts`."
+    order = sorted(range(len(texts)), key=lambda i: (len(texts[i]), i))
+    if not order: raise ValueError("encode_by_length: no texts")
+    out = torch.cat([encode([texts[i] for i in order[j:j + batch_size]]) for j in range(0, len(order), batch_size)])
+    res = torch.empty_like(out); res[torch.tensor(order)] = out
+    return res
+
+
 # %% ../nbs/07_pretrained.ipynb #815bbeb2
 class FrozenEncoders(nn.Module):
     "EfficientNet-Lite0 (pooled, 1280-d) and MiniLM (384-d), frozen, with their preprocessing."
@@ -159,8 +172,9 @@ _FEATURE_VERSION = 'effnet-lite0+all-minilm-l6-v2/v1'
 
 def _content_key(ds:datasets.Dataset, image_size:int|None) -> str:
     """sha256 of a dataset's raw image bytes and the side the image encoder sees (`image_size`), or with `image_size=None` of
-    its texts alone (the text encoder does not see the images), with the encoders' version."""
-    h = hashlib.sha256(f'{_FEATURE_VERSION}|{"text" if image_size is None else image_size}|{len(ds)}'.encode())
+    its texts alone (the text encoder does not see the images; encoded in batches of similar length), with the encoders'
+    version."""
+    h = hashlib.sha256(f'{_FEATURE_VERSION}|{"text/by-length" if image_size is None else image_size}|{len(ds)}'.encode())
     if image_size is None:
         for t in ds['text']: h.update(t.encode() + b'\0')
         return h.hexdigest()
@@ -185,15 +199,15 @@ def frozen_features(model, # anything with `image_size`, `preprocess` (PIL -> te
     out = {k: torch.load(f, map_location='cpu', weights_only=True) for k, f in paths.items() if f.exists()}
     todo = [k for k in paths if k not in out]
     if todo:
-        parts = {k: [] for k in todo}
-        rows = ds if 'image' in parts else ds.select_columns(['text'])   # (no image decoded for the texts alone)
-        for i in range(0, len(ds), batch_size):
-            b = rows[i:i + batch_size]
-            if 'image' in parts: parts['image'].append(model.image_features(torch.stack([model.preprocess(im) for im in b['image']])))
-            if 'text' in parts: parts['text'].append(model.text_features(b['text']))
+        new = {}
+        if 'image' in todo:
+            rows = ds.select_columns(['image'])
+            new['image'] = torch.cat([model.image_features(torch.stack([model.preprocess(im) for im in rows[i:i + batch_size]['image']]))
+                                      for i in range(0, len(ds), batch_size)])
+        if 'text' in todo: new['text'] = encode_by_length(ds['text'], model.text_features, batch_size)   # (no image decoded)
         root.mkdir(parents=True, exist_ok=True)
-        for k, v in parts.items():
-            out[k] = torch.cat(v).float().cpu()
+        for k, v in new.items():
+            out[k] = v.float().cpu()
             with atomic_path(paths[k]) as tmp: torch.save(out[k], tmp)   # (a temporary per process: several may write it)
     return out['image'], out.get('text')
 

@@ -12,7 +12,7 @@ import numpy as np, torch, torch.nn.functional as F
 import datasets
 from .core import cache_dir, stable_hash, project_root, read_yaml, ParamsError, REFERENCE_VOCAB
 from .assets import load_wordnet
-from .pretrained import frozen_features
+from .pretrained import encode_by_length, frozen_features
 from .text import tokenize
 
 # %% auto #0
@@ -122,7 +122,7 @@ class ReferenceScorer:
         m, bs = self.model, self.batch_size
         dev = next(m.parameters()).device
         uniq = sorted(set(texts)); pos = {t: i for i, t in enumerate(uniq)}
-        zt = torch.cat([m.encode_text(m.tokenize(list(uniq[i:i + bs])).to(dev)).float() for i in range(0, len(uniq), bs)])
+        zt = encode_by_length(uniq, lambda b: m.encode_text(m.tokenize(b).to(dev)).float(), bs)
         zi = torch.cat([m.encode_image(torch.stack([m.preprocess(im.convert('RGB')) for im in images[i:i + bs]]).to(dev)).float()
                         for i in range(0, len(images), bs)])
         zt = F.normalize(zt, dim=-1)[[pos[t] for t in texts]]
