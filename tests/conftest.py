@@ -16,8 +16,8 @@ def pytest_configure(config):
     config.addinivalue_line('markers', 'serial: run after the parallel tests, alone (make test)')
 
 
-# the quick profile made smaller still, so the whole path runs in a couple of minutes on 2 cores (half its home pairs, the
-# reference at the world's 64 px)
+# the quick profile made smaller still, so the whole path runs in a couple of minutes on 2 cores (half its home pairs,
+# fewer steps and benchmark items)
 # (batches of 32 where the quick profile has 64: the tests check what the path does, not what the models learn)
 TINY = [f'{f}.train.{k}={v}' for f in ('contrastive', 'hybrid', 'reference') for k, v in (('max_steps', 30), ('eval_every', 15), ('ckpt_every', 15))] + [
         f'{f}.train.batch_size=32' for f in ('contrastive', 'hybrid')] + [
@@ -25,8 +25,7 @@ TINY = [f'{f}.train.{k}={v}' for f in ('contrastive', 'hybrid', 'reference') for
         f'{f}.{ph}.{k}={v}' for f in ('generative', 'generative_llama') for ph, n in (('ssl_train', 20), ('language', 40), ('projector', 20), ('full', 30))
         for k, v in (('max_steps', n), ('eval_every', 10), ('ckpt_every', 20), ('batch_size', 32))] + [
         'world.labeled_s_per_category=10', 'world.n_vtwt=60', 'world.n_winoground=24', 'world.n_captions=22',
-        'world.n_web=200', 'world.real_photo_trials_per_image=1', 'world.n_home_train=1000', 'world.n_home_val=150',
-        'reference.model.image_size=64']
+        'world.n_web=200', 'world.real_photo_trials_per_image=1', 'world.n_home_train=1000', 'world.n_home_val=150']
 
 # CVCL for 10 steps, where only the path matters (the scaling study, the transfer condition end to end)
 SHORT_CVCL = ['contrastive.train.max_steps=10', 'contrastive.train.eval_every=5', 'contrastive.train.ckpt_every=10']
