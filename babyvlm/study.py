@@ -269,10 +269,18 @@ def execute(template:Path, # the papermill template
     out_nb = Path(out_nb); out_nb.parent.mkdir(parents=True, exist_ok=True)
     kw = {}
     if log is not None: kw = dict(log_output=True, stdout_file=open(log, 'w'), stderr_file=open(str(log) + '.err', 'w'))
+    # an IPython kernel logs a warning at every start that it talks to papermill over TCP without encryption (on
+    # 127.0.0.1, Jupyter's default); its own log is kept to errors, so each run does not print it (the notebook's outputs,
+    # its stderr included, are unchanged)
+    name = kernel_name()
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+    try: ipy = any('ipykernel' in a for a in KernelSpecManager().get_kernel_spec(name).argv)
+    except NoSuchKernel: ipy = False   # (papermill names the missing kernel)
+    if ipy: kw['extra_arguments'] = ['--IPKernelApp.log_level=ERROR']
     # the kernel runs in the output folder, which may lie outside the project: hand it this project's cache and params
     try:
         with kernel_env():
-            pm.execute_notebook(str(template), str(out_nb), parameters=parameters, kernel_name=kernel_name(),
+            pm.execute_notebook(str(template), str(out_nb), parameters=parameters, kernel_name=name,
                                 cwd=str(out_nb.parent), progress_bar=False, **kw)
     finally:
         for f in kw.values():
