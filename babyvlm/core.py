@@ -329,8 +329,9 @@ PROVENANCE_PACKAGES = ('torch', 'torchvision', 'open_clip_torch', 'timm', 'datas
                        'tokenizers', 'numpy', 'pillow', 'scipy', 'nltk', 'papermill', 'nbdev')
 
 def git_info(root:Path|None=None) -> dict:
-    "The commit and dirty flag of the project checkout (`None`s outside git)."
-    root = root or project_root()
+    """The commit and dirty flag of the checkout that holds the running `babyvlm` package (`None`s outside git): not of
+    the working directory, which for a run is its folder and may lie outside the project (`--out` elsewhere)."""
+    root = root or PACKAGE_DIR.resolve().parent
     def _git(*a):
         r = subprocess.run(['git', *a], cwd=root, capture_output=True, text=True)
         return r.stdout.strip() if r.returncode == 0 else None
