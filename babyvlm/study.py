@@ -20,8 +20,8 @@ from .families import FAMILIES, get_family
 __all__ = ['EXECUTORS', 'TRANSFER_SOURCES', 'DATA_SOURCES', 'StudyParams', 'RUNS_DIR', 'REPORT_TEMPLATE', 'RESULT_FILES',
            'COMMON_TRAINING_FILES', 'LOCK_FILE', 'ACTIVE_STATES', 'DataConfig', 'JobResources', 'study_params_class',
            'profile_layers', 'load_params', 'condition_families', 'run_name', 'params_dict', 'save_params',
-           'load_params_file', 'run_params', 'transferred_data', 'run_training_data', 'kernel_name', 'execute',
-           'kernel_env', 'html_report', 'run_dir', 'training_files', 'same_params', 'prepare_run', 'job_id',
+           'load_params_file', 'run_params', 'transferred_data', 'run_training_data', 'kernel_name', 'kernel_arguments',
+           'execute', 'kernel_env', 'html_report', 'run_dir', 'training_files', 'same_params', 'prepare_run', 'job_id',
            'launch_command', 'execute_run', 'run_one', 'StudyError', 'study_lock', 'run_study', 'write_report',
            'run_command', 'RunFolderJob', 'job_parameters', 'job_script', 'parse_job_states', 'slurm_states',
            'submit_runs', 'collect_runs']
@@ -259,6 +259,14 @@ def kernel_name() -> str:
     from jupyter_client.kernelspec import KernelSpecManager
     return 'babyvlm' if 'babyvlm' in KernelSpecManager().find_kernel_specs() else 'python3'
 
+def kernel_arguments(name:str, # a kernel name (`kernel_name()`)
+                    ) -> list[str]:
+    "Extra command-line arguments for kernel `name`: an IPython kernel's own log kept to errors; none for other kernels."
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+    try: argv = KernelSpecManager().get_kernel_spec(name).argv
+    except NoSuchKernel: return []   # (papermill names the missing kernel when it starts it)
+    return ['--IPKernelApp.log_level=ERROR'] if any('ipykernel' in a for a in argv) else []
+
 def execute(template:Path, # the papermill template
             out_nb:Path, # where the executed notebook is written
             parameters:dict, # values injected after the `parameters` cell
@@ -269,14 +277,8 @@ def execute(template:Path, # the papermill template
     out_nb = Path(out_nb); out_nb.parent.mkdir(parents=True, exist_ok=True)
     kw = {}
     if log is not None: kw = dict(log_output=True, stdout_file=open(log, 'w'), stderr_file=open(str(log) + '.err', 'w'))
-    # an IPython kernel logs a warning at every start that it talks to papermill over TCP without encryption (on
-    # 127.0.0.1, Jupyter's default); its own log is kept to errors, so each run does not print it (the notebook's outputs,
-    # its stderr included, are unchanged)
     name = kernel_name()
-    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
-    try: ipy = any('ipykernel' in a for a in KernelSpecManager().get_kernel_spec(name).argv)
-    except NoSuchKernel: ipy = False   # (papermill names the missing kernel)
-    if ipy: kw['extra_arguments'] = ['--IPKernelApp.log_level=ERROR']
+    if args := kernel_arguments(name): kw['extra_arguments'] = args
     # the kernel runs in the output folder, which may lie outside the project: hand it this project's cache and params
     try:
         with kernel_env():
