@@ -120,7 +120,9 @@ def test_a_killed_job_is_failed_and_resubmission_finishes_it(study, executor, tm
     d = run_dir(tmp_path/'quick', 'home', 0)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     t0 = time.time()
-    while not (d/'contrastive'/'checkpoints').is_dir() or not any((d/'contrastive'/'checkpoints').iterdir()):
+    # a complete checkpoint: the engine writes `.step_N.partial` first and renames it to `step_N` once its trainer state is in
+    # (waiting for any entry of the folder could cancel the job mid-write, and the resubmission would then rightly start afresh)
+    while not any((d/'contrastive'/'checkpoints').glob('step_*/trainer_state.json')):
         assert proc.poll() is None, proc.communicate()
         assert time.time() - t0 < 600, 'no checkpoint after 10 minutes'
         time.sleep(0.5)
