@@ -4,7 +4,7 @@
 
 # %% ../nbs/30_train.ipynb #9da6e6df
 from __future__ import annotations
-import errno, io, json, logging, math, os, shutil, time
+import errno, io, itertools, json, logging, math, os, shutil, time
 from dataclasses import dataclass, asdict, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -13,6 +13,7 @@ import open_clip
 from PIL import Image
 from safetensors.torch import save_model, load_model
 from torchvision.transforms import v2
+from torchvision.transforms.v2.functional import _color as _tvc, _misc as _tvm   # torchvision's kernels, which take batches
 from tqdm.auto import tqdm
 from .core import seed_everything, constrain, check_rules, Range, OneOf, ParamsError, write_atomic, atomic_path
 from .models.vision import to_square
@@ -20,8 +21,8 @@ from .models.vision import to_square
 # %% auto #0
 __all__ = ['HARMLESS_KEYS', 'TrainConfig', 'ImageConfig', 'check_train_config', 'lr_at', 'PairTensors', 'check_pairs',
            'undecoded', 'decode_image', 'pair_tensors', 'LazyPairs', 'pair_store', 'batch_indices', 'sample_seeds',
-           'make_augment', 'normalize', 'augment_batch', 'ImagePairs', 'TensorRows', 'StepBatches', 'step_loader',
-           'process_state', 'global_mean', 'gather_rows', 'Task', 'TrainResult', 'fit']
+           'make_augment', 'normalize', 'augment_each', 'augment_batch', 'ImagePairs', 'TensorRows', 'StepBatches',
+           'step_loader', 'process_state', 'global_mean', 'gather_rows', 'Task', 'TrainResult', 'fit']
 
 # %% ../nbs/30_train.ipynb #072d78f0
 @dataclass
@@ -226,15 +227,91 @@ def normalize(images:torch.Tensor, # uint8 batch N x 3 x H x W
     mean, std = _NORM[x.device]
     return (x - mean) / std
 
+def augment_each(images:torch.Tensor, # uint8 batch N x 3 x S x S
+                 aug, # from `make_augment` (any callable on one image that draws from torch's global generator)
+                 seeds:Sequence[int], # one seed per image (its draws then do not depend on the other images or the process count)
+                ) -> torch.Tensor:
+    "Augment every image independently with its own seed, one image at a time (uint8 in, uint8 out): the definition."
+    out = []
+    for im, s in zip(images, seeds, strict=True):
+        torch.default_generator.manual_seed(int(s)); out.append(aug(im))   # (torch.manual_seed also queues CUDA seeding: 0.2 ms)
+    return torch.stack(out)
+
+def _blend_rows(x, y, r):
+    "torchvision's `_blend` of uint8 images `x` with float `y`, one ratio per image (float64 `r`); add_'s fused alpha as there."
+    out = x.mul(r.float().view(-1, 1, 1, 1)); y = y.expand(out.shape)
+    for i, ri in enumerate(r.tolist()): out[i].add_(y[i], alpha=1.0 - ri)
+    return out.clamp_(0, 255).to(torch.uint8)
+
+def _grey_float(x): return _tvc._rgb_to_grayscale_image(x, num_output_channels=1, preserve_dtype=False).floor_()
+
+def _hue_rows(x, f):
+    h, s, v = _tvc._rgb_to_hsv(v2.functional.to_dtype(x, torch.float32, scale=True)).unbind(dim=-3)
+    h = h.add_(f.float().view(-1, 1, 1)).remainder_(1.0)
+    return v2.functional.to_dtype(_tvc._hsv_to_rgb(torch.stack((h, s, v), dim=-3)), torch.uint8, scale=True)
+
+_JITTER_OPS = (lambda x, f: x.mul(f.float().view(-1, 1, 1, 1)).clamp_(0, 255).to(torch.uint8),   # ColorJitter's order:
+               lambda x, f: _blend_rows(x, _grey_float(x).mean(dim=(-3, -2, -1), keepdim=True), f),  # brightness, contrast,
+               lambda x, f: _blend_rows(x, _grey_float(x), f), _hue_rows)                          # saturation, hue
+
+def _blur_rows(x, k, sigmas):
+    "torchvision's Gaussian blur (reflect padding, k x k kernel) with one sigma per image, as one grouped convolution."
+    n, c, h, w = x.shape
+    kern = torch.stack([_tvm._get_gaussian_kernel2d([k, k], [s, s], torch.float32, x.device) for s in sigmas])
+    y = torch.nn.functional.pad(x.float(), [k // 2] * 4, mode='reflect').reshape(1, n * c, h + k - 1, w + k - 1)
+    out = torch.nn.functional.conv2d(y, kern.repeat_interleave(c, 0).unsqueeze(1), groups=n * c)
+    return out.reshape(n, c, h, w).round_().to(torch.uint8)
+
+def _one(t, kind):   # a RandomApply around a single transform of the given kind
+    return isinstance(t, v2.RandomApply) and len(t.transforms) == 1 and isinstance(t.transforms[0], kind)
+
+def _batch_plan(aug):
+    "`make_augment`'s pipeline as (per-image geometric steps, {jitter, grey, blur}), or None for any other pipeline."
+    ts = list(aug.transforms) if isinstance(aug, v2.Compose) else []
+    geo = list(itertools.takewhile(lambda t: isinstance(t, (v2.RandomResizedCrop, v2.RandomHorizontalFlip)), ts))
+    plan = dict(jitter=None, grey=None, blur=None)
+    kinds = [('jitter', lambda t: _one(t, v2.ColorJitter)), ('grey', lambda t: isinstance(t, v2.RandomGrayscale)),
+             ('blur', lambda t: _one(t, v2.GaussianBlur) and len(set(t.transforms[0].kernel_size)) == 1)]
+    for t in ts[len(geo):]:   # the other steps: a subsequence of these three, in this order
+        while kinds and not kinds[0][1](t): kinds.pop(0)
+        if not kinds: return None
+        plan[kinds.pop(0)[0]] = t
+    return geo, plan
+
 def augment_batch(images:torch.Tensor, # uint8 batch N x 3 x S x S
                   aug, # from `make_augment`
                   seeds:Sequence[int], # one seed per image (its draws then do not depend on the other images or the process count)
                  ) -> torch.Tensor:
-    "Augment every image independently with its own seed (uint8 in, uint8 out)."
-    out = []
-    for im, s in zip(images, seeds, strict=True):
-        torch.manual_seed(int(s)); out.append(aug(im))
-    return torch.stack(out)
+    """`augment_each`, bit for bit, faster (1.3-2.2x here): each image is cropped and flipped on its own and its
+    colour, grey and blur draws are made from its seed in torchvision's order; those steps then run on the whole batch at once."""
+    plan = _batch_plan(aug)
+    if plan is None: return augment_each(images, aug, seeds)   # a pipeline of other steps: one image at a time
+    geo, p = plan
+    n, out = len(images), []
+    jit, order, fac = torch.zeros(n, dtype=torch.bool), torch.zeros(n, 4, dtype=torch.long), torch.full((n, 4), math.nan, dtype=torch.float64)
+    grey, blur, sigma = torch.zeros(n, dtype=torch.bool), torch.zeros(n, dtype=torch.bool), [0.0] * n
+    for i, (im, s) in enumerate(zip(images, seeds, strict=True)):
+        torch.default_generator.manual_seed(int(s))
+        for t in geo: im = t(im)
+        out.append(im)
+        # the draws of RandomApply (torch.rand(1) >= p: skipped), ColorJitter.make_params, RandomGrayscale, GaussianBlur
+        if p['jitter'] is not None and not torch.rand(1) >= p['jitter'].p:
+            cj = p['jitter'].transforms[0]; jit[i] = True; order[i] = torch.randperm(4)
+            for j, r in enumerate((cj.brightness, cj.contrast, cj.saturation, cj.hue)):
+                if r is not None: fac[i, j] = float(torch.empty(1).uniform_(r[0], r[1]).item())
+        if p['grey'] is not None and not torch.rand(1) >= p['grey'].p: grey[i] = True
+        if p['blur'] is not None and not torch.rand(1) >= p['blur'].p:
+            blur[i] = True; sigma[i] = torch.empty(1).uniform_(*p['blur'].transforms[0].sigma).item()
+    x = torch.stack(out)
+    for pos in range(4):   # the jitter's four steps in each image's own random order
+        for op in range(4):
+            rows = (jit & (order[:, pos] == op) & ~fac[:, op].isnan()).nonzero().flatten()
+            if len(rows): x[rows] = _JITTER_OPS[op](x[rows], fac[rows, op])
+    if grey.any(): x[grey] = v2.functional.rgb_to_grayscale(x[grey], num_output_channels=3)
+    if blur.any():
+        rows = blur.nonzero().flatten()
+        x[rows] = _blur_rows(x[rows], p['blur'].transforms[0].kernel_size[0], [sigma[i] for i in rows.tolist()])
+    return x
 
 def _view_seeds(seeds, view:int) -> list[int]:
     return list(seeds) if view == 0 else [int(np.random.SeedSequence([int(s), view]).generate_state(1)[0]) for s in seeds]
