@@ -282,7 +282,7 @@ def augment_batch(images:torch.Tensor, # uint8 batch N x 3 x S x S
                   aug, # from `make_augment`
                   seeds:Sequence[int], # one seed per image (its draws then do not depend on the other images or the process count)
                  ) -> torch.Tensor:
-    """`augment_each`, bit for bit, faster (1.3-2.2x here): each image is cropped and flipped on its own and its
+    """`augment_each`, bit for bit, faster (1.3-2.2x, `bench_augment.py`): each image is cropped and flipped on its own and its
     colour, grey and blur draws are made from its seed in torchvision's order; those steps then run on the whole batch at once."""
     plan = _batch_plan(aug)
     if plan is None: return augment_each(images, aug, seeds)   # a pipeline of other steps: one image at a time

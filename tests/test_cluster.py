@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 from babyvlm.study import run_study, run_one, load_params, run_dir, collect_runs
 from babyvlm.testing import local_slurm, LocalSlurm
+from babyvlm.train import _checkpoints   # the engine's own test of a complete checkpoint
 from conftest import TINY   # the tiny study's overrides
 
 BIN = Path(sys.executable).parent
@@ -120,9 +121,9 @@ def test_a_killed_job_is_failed_and_resubmission_finishes_it(study, executor, tm
     d = run_dir(tmp_path/'quick', 'home', 0)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     t0 = time.time()
-    # a complete checkpoint: the engine writes `.step_N.partial` first and renames it to `step_N` once its trainer state is in
-    # (waiting for any entry of the folder could cancel the job mid-write, and the resubmission would then rightly start afresh)
-    while not any((d/'contrastive'/'checkpoints').glob('step_*/trainer_state.json')):
+    # a complete checkpoint, as the engine itself tells one (`.step_N.partial` is renamed to `step_N` once its trainer state is
+    # in; waiting for any entry of the folder could cancel the job mid-write, and the resubmission would rightly start afresh)
+    while not _checkpoints(d/'contrastive'):
         assert proc.poll() is None, proc.communicate()
         assert time.time() - t0 < 600, 'no checkpoint after 10 minutes'
         time.sleep(0.5)
