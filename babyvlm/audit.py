@@ -164,7 +164,7 @@ def audit_world(world, # a built world (`babyvlm.world.build_world`)
         try: return json.loads(path.read_text())
         except json.JSONDecodeError: warnings.warn(f"{path}: not a readable audit (ignored; computing it again)")
     train_assets = set()
-    for d in (world.home, world.web):
+    for d in (world.home, world.web, getattr(world, 'pretrain', {})):
         for split in d: train_assets |= set(d[split]['asset_id'])
     names = [n for n in bench.names]
     if embed is None:   # the images as rendered: upscaling adds no detail (the quick world: the same near duplicates at 64, 96 and 112 px)

@@ -525,7 +525,7 @@ def score_run(loaded:Loaded, # a trained model (`Family.load`)
     return results, preds, ctl
 
 # %% ../nbs/32_families.ipynb #99374699
-def transfer_models(world, # anything with `web['train']` and `web['validation']` (a `babyvlm.world.World`)
+def transfer_models(world, # anything with `web['train']` and `web['validation']` (a `babyvlm.world.World`; its `pretrain` too)
                     cfg, # a `babyvlm.transfer.TransferConfig`
                     cache:Path|None=None, # cache root
                    ) -> tuple:
@@ -533,6 +533,10 @@ def transfer_models(world, # anything with `web['train']` and `web['validation']
     from babyvlm.transfer import ReferenceScorer, dataset_fingerprint
     from babyvlm.matching import EffNetEmbedder
     tr, va = world.web['train'], world.web['validation']
+    pre = getattr(world, 'pretrain', None) or {}
+    if 'train' in pre:   # the world's larger web sample for the pretrained models (`WorldConfig.n_web_pretrain`)
+        from datasets import concatenate_datasets
+        tr = concatenate_datasets([tr, pre['train'].select_columns(tr.column_names)])
     steps = cfg.reference_steps
     tc = TrainConfig(max_steps=steps, batch_size=min(128, len(tr)), lr=1e-3, weight_decay=0.01, betas=(0.9, 0.999), warmup_steps=0,
                      schedule='constant', grad_clip=None, eval_every=max(1, steps // 15), ckpt_every=steps, patience=0, select='best',

@@ -100,12 +100,15 @@ def encode_by_length(texts:Sequence[str], # texts to encode
                      encode:Callable, # a list of texts -> (b, d) tensor
                      batch_size:int=64, # texts encoded at once
                     ) -> torch.Tensor:
-    "`encode` over batches of texts of similar length (less padding), the rows in the order of `texts`."
-    order = sorted(range(len(texts)), key=lambda i: (len(texts[i]), i))
+    """`encode` over batches of texts of similar length (less padding), each distinct text once, the rows in the order of
+    `texts` (a repeated text gets the same row)."""
+    uniq = list(dict.fromkeys(texts))   # distinct texts in first-seen order
+    order = sorted(range(len(uniq)), key=lambda i: (len(uniq[i]), i))
     if not order: raise ValueError("encode_by_length: no texts")
-    out = torch.cat([encode([texts[i] for i in order[j:j + batch_size]]) for j in range(0, len(order), batch_size)])
+    out = torch.cat([encode([uniq[i] for i in order[j:j + batch_size]]) for j in range(0, len(order), batch_size)])
     res = torch.empty_like(out); res[torch.tensor(order)] = out
-    return res
+    row = {t: k for k, t in enumerate(uniq)}
+    return res[torch.tensor([row[t] for t in texts])]
 
 
 # %% ../nbs/07_pretrained.ipynb #815bbeb2
@@ -168,7 +171,7 @@ def load_frozen_encoders(image_size:int=224, # side the image encoder sees
     "Both pretrained encoders from the asset packs, frozen."
     return FrozenEncoders(load_effnet_lite0(cache, fetch), load_minilm(cache, fetch), image_size)
 
-_FEATURE_VERSION = 'effnet-lite0+all-minilm-l6-v2/v1'
+_FEATURE_VERSION = 'effnet-lite0+all-minilm-l6-v2/v2'   # v2: each distinct text encoded once (batches differ: float rounding)
 
 def _content_key(ds:datasets.Dataset, image_size:int|None) -> str:
     """sha256 of a dataset's raw image bytes and the side the image encoder sees (`image_size`), or with `image_size=None` of

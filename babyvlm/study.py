@@ -30,7 +30,7 @@ __all__ = ['EXECUTORS', 'TRANSFER_SOURCES', 'DATA_SOURCES', 'StudyParams', 'RUNS
 @dataclass
 class DataConfig:
     "What a condition trains on."
-    sources: list[str] = field(default_factory=lambda: ['home'])  # training sources: 'home' (in-domain pairs), 'web'
+    sources: list[str] = field(default_factory=lambda: ['home'])  # training sources: 'home' (in-domain pairs), 'web', 'pretrain' (the reference's larger web sample)
     aligned_only: bool = False  # keep only pairs whose utterance is about the image (an oracle filter; off = raw data)
     max_pairs: int|None = None  # cap on the number of training pairs (None = all)
     fraction: float = 1.0  # share of the training pairs kept, a seeded subset nested across fractions (data-scaling curves)
@@ -58,7 +58,7 @@ _CLUSTER_FIELDS = [
     ('max_running', int, field(default=0)),   # array elements of a family running at once (0 = as many as the cluster allows)
 ]
 TRANSFER_SOURCES = ('home_filtered', 'transferred', 'random', 'random_relevant')  # made by `babyvlm.matching.build_transferred`
-DATA_SOURCES = ('home', 'web', *TRANSFER_SOURCES, 'saycam', 'lcs')  # world domains, the transfer pipeline's sets, real data
+DATA_SOURCES = ('home', 'web', 'pretrain', *TRANSFER_SOURCES, 'saycam', 'lcs')  # world domains, the transfer pipeline's sets, real data
 
 _BASE_FIELDS = [
     ('profile', str, field(default='default')),  # the profile's name (its file name)

@@ -31,6 +31,8 @@ class WorldConfig:
     n_home_val:int = 1600 # home validation pairs (asset groups disjoint from training)
     n_web:int = 16000 # web (LCS-like) training pairs
     n_web_val:int = 800 # web validation pairs
+    n_web_pretrain:int = 0 # more web pairs (the web's categories and training assets, other compositions) that only the
+                           # pretrained reference's heads and the transfer filter's scorer see: CLIP's far larger pretraining data
     naming_share:float = 0.35 # share of home utterances that name the category shown (the others: `aligned=False`)
     distractor_share:float = 0.15 # share of home utterances about another object in view (when the view has one)
     grounding_share:float = 0.3 # share of the naming utterances that also say a true colour, size, place or action
@@ -55,7 +57,7 @@ constrain(WorldConfig,
                           f"{c.test_share:g} + {c.val_share:g}") if c.test_share + c.val_share >= 1 else None,
           lambda c, pre: (f"{pre}n_winoground must be <= {pre}n_vtwt (its instances are the first VTWT items with their edits), "
                           f"got {c.n_winoground} > {c.n_vtwt}") if c.n_winoground > c.n_vtwt else None,
-          image_size=Range(lo=8), n_home_train=Range(lo=1), n_home_val=Range(lo=2), n_web=_count, n_web_val=_count,
+          image_size=Range(lo=8), n_home_train=Range(lo=1), n_home_val=Range(lo=2), n_web=_count, n_web_val=_count, n_web_pretrain=_count,
           naming_share=_share, distractor_share=_share, grounding_share=_share, hand_share=_share, zipf_exponent=_count,
           labeled_s_per_category=Range(lo=1), n_vtwt=Range(lo=1), n_winoground=_count, n_captions=Range(lo=1),
           real_photo_trials_per_image=_count, test_share=Range(0, 1, lo_open=True, hi_open=True),
@@ -503,13 +505,16 @@ def check_images(ds, # a dataset with an image column
 
 # %% ../nbs/03_world.ipynb #d2c80b21
 class World:
-    "An embedded world on disk: `home` and `web` (DatasetDicts), its `config` and a `manifest`."
+    """An embedded world on disk: `home` and `web` (DatasetDicts), `pretrain` (a DatasetDict with a `train` split when the
+    config asks for `n_web_pretrain` pairs, else empty), its `config` and a `manifest`."""
     def __init__(self, root:Path, check:bool=False):
         self.root = Path(root)
         if not (self.root/'.complete').exists(): raise FileNotFoundError(f"no complete world in {self.root}")
         self.manifest = json.loads((self.root/'manifest.json').read_text())
         self.home = datasets.load_from_disk(str(self.root/'home'))
         self.web = datasets.load_from_disk(str(self.root/'web'))
+        pre = self.root/'pretrain'
+        self.pretrain = datasets.load_from_disk(str(pre)) if pre.exists() else datasets.DatasetDict()
         if check: self.check()
     @property
     def config(self) -> WorldConfig:
@@ -524,7 +529,7 @@ class World:
         return self.root.parent.parent
     def check(self) -> dict:
         "Decode every stored image (raises naming the first broken one); returns the counts."
-        return {f'{d}/{s}': check_images(getattr(self, d)[s], f'{self.root}/{d}/{s}') for d in ('home', 'web') for s in getattr(self, d)}
+        return {f'{d}/{s}': check_images(getattr(self, d)[s], f'{self.root}/{d}/{s}') for d in ('home', 'web', 'pretrain') for s in getattr(self, d)}
     def __repr__(self): return f"World({self.root.name[:12]}, {self.manifest['counts']})"
 
 def code_fingerprint() -> str:
@@ -562,7 +567,7 @@ def _build_world(cfg, cache, workers, progress, h, root, code) -> World:
     need = [i for s in ('train', 'web', 'val') for p in (pools[s],) for ids in (*p.objects.values(), *p.textures.values(), p.hands, p.distractors)
             for i in ids]
     need += [i for d in (wtr, wva) for ids in d.values() for i in ids]
-    n_rows = cfg.n_home_train + cfg.n_home_val + cfg.n_web + cfg.n_web_val
+    n_rows = cfg.n_home_train + cfg.n_home_val + cfg.n_web + cfg.n_web_val + cfg.n_web_pretrain
     if workers > 1 and n_rows >= 2*len(set(need)):   # big worlds: decode every asset once, before forking (shared)
         store.preload(need, workers, cfg.image_size)
     tmp = root.with_name(h + '.partial')
@@ -579,11 +584,15 @@ def _build_world(cfg, cache, workers, progress, h, root, code) -> World:
     web = datasets.DatasetDict(train=_web_split(cfg.n_web, wtr, store, cfg, 3, pools['web'], workers),
                                validation=_web_split(cfg.n_web_val, wva, store, cfg, 4, pools['val'], workers))
     timings['web_s'] = time.time() - t; say(f"web: {cfg.n_web}+{cfg.n_web_val} pairs, {len(wtr)} categories")
+    if cfg.n_web_pretrain:   # the reference's larger web sample: the same categories and assets, other compositions (salt 5)
+        t = time.time()
+        datasets.DatasetDict(train=_web_split(cfg.n_web_pretrain, wtr, store, cfg, 5, pools['web'], workers)).save_to_disk(str(tmp/'pretrain'))
+        timings['pretrain_s'] = time.time() - t; say(f"pretrain: {cfg.n_web_pretrain} web pairs for the reference")
     home.save_to_disk(str(tmp/'home')); web.save_to_disk(str(tmp/'web'))
     groups_of = lambda s: sorted(g for g, v in split_of.items() if v == s)
     man = dict(config=asdict(cfg), hash=h, code=code,
                counts=dict(home_train=len(home['train']), home_validation=len(home['validation']),
-                           web_train=len(web['train']), web_validation=len(web['validation']),
+                           web_train=len(web['train']), web_validation=len(web['validation']), web_pretrain=cfg.n_web_pretrain,
                            web_categories=len(wtr), assets=len(index),
                            skipped_assets=sum(asset_index.skipped.values()) if hasattr(asset_index, 'skipped') else 0),
                groups=dict(train=groups_of('train'), web=groups_of('web'), val=groups_of('val'), test=groups_of('test')),
