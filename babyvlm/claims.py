@@ -6,14 +6,14 @@
 from __future__ import annotations
 import json, math
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 import numpy as np
 from .core import params_dir, read_yaml
 
 # %% auto #0
 __all__ = ['ITEM_ID', 'DEFAULT_KEY', 'VERDICTS', 'PAPER_RESULTS', 'BENCH_KEYS', 'SUBSETS', 'item_outcomes', 'seed_bootstrap',
            'pooled_estimate', 'paired_difference', 'unpaired_difference', 'verdict', 'paper_results', 'run_outcomes',
-           'claims_table']
+           'claims_table', 'upper_bound_check']
 
 # %% ../nbs/35_claims.ipynb #51b7b9ba
 ITEM_ID = dict(labeled_s='trial_id', real_photos='trial_id', vtwt='item_id', baby_winoground='instance_id', saycam_caption='item_id')
@@ -241,4 +241,40 @@ def claims_table(runs:list, # `collect_runs` records of a study
             if r['n_seeds'] < min_seeds:   # the interval is over items only: a training procedure's effect and one seed's luck look alike
                 row['verdict_note'] = f"{r['n_seeds']} seed, at least {min_seeds} decide; the interval alone: {v}"; v = 'inconclusive'
             rows.append({**row, **r, 'verdict': v})
+    return rows
+
+# %% ../nbs/35_claims.ipynb #bf69f4e7
+def upper_bound_check(runs:list, # `collect_runs` records of a study
+                      benchmarks:Sequence[str]=('labeled_s', 'vtwt'), # keys of `BENCH_KEYS`
+                      upper:Sequence[str]|None=None, # the upper-bound families (default: the registry's `upper_bound` ones)
+                      n_boot:int=1000, ci:float=0.95, seed:int=0,
+                      min_seeds:int=2, # fewer seeds than this: 'inconclusive' whatever the interval
+                     ) -> list[dict]:
+    "Per upper-bound run group and benchmark: its difference to the closest baby model (paired), its verdict, and the counts."
+    if upper is None:
+        from babyvlm.families import FAMILIES
+        upper = [n for n, f in FAMILIES.items() if f.upper_bound]
+    groups = {}
+    for r in runs:
+        if r['metrics'] is None: continue
+        groups.setdefault((r['metrics'].get('family', 'contrastive'), r['params'].get('condition') or r['condition']), []).append(r)
+    rows = []
+    for (uf, uc), urs in groups.items():
+        if uf not in upper: continue
+        for bench in benchmarks:
+            b, key = BENCH_KEYS[bench]
+            A = run_outcomes(urs, b, key)
+            if A is None: continue
+            diffs = []
+            for (bf, bc), brs in groups.items():
+                if bf in upper or (B := run_outcomes(brs, b, key)) is None: continue
+                diffs.append((f"{bf}/{bc}", pooled_estimate(B, n_boot, ci, seed)['estimate'], paired_difference(A, B, n_boot, ci, seed)))
+            if not diffs: continue
+            name, score, d = min(diffs, key=lambda x: x[2]['estimate'])
+            v = verdict(d['ci_low'], d['ci_high'])
+            row = dict(upper=f"{uf}/{uc}", benchmark=bench, upper_score=pooled_estimate(A, n_boot, ci, seed)['estimate'], closest=name,
+                       closest_score=score, estimate=d['estimate'], ci_low=d['ci_low'], ci_high=d['ci_high'], n_seeds=d['n_seeds'],
+                       n_baby=len(diffs), n_below=sum(x[2]['ci_low'] > 0 for x in diffs), n_above=sum(x[2]['ci_high'] < 0 for x in diffs))
+            if d['n_seeds'] < min_seeds: row['verdict_note'] = f"{d['n_seeds']} seed, at least {min_seeds} decide; the interval alone: {v}"; v = 'inconclusive'
+            rows.append({**row, 'verdict': v})
     return rows

@@ -31,8 +31,8 @@ __all__ = ['FAMILIES', 'BLIND_BENCHMARKS', 'Loaded', 'Family', 'trained_params',
            'detect_family', 'run_summary', 'clip_loss_fn', 'contrastive_val', 'image_fingerprint', 'image_pair_sources',
            'ContrastiveParams', 'train_contrastive', 'phase_config', 'GenerativeParams', 'LlamaParams',
            'check_generative', 'world_vision', 'prepare_generative', 'train_generative', 'generative_diagnostics',
-           'HybridParams', 'train_hybrid', 'ReferenceParams', 'reference_heads_task', 'train_reference', 'score_run',
-           'transfer_models']
+           'HybridParams', 'train_hybrid', 'ReferenceParams', 'reference_heads_task', 'train_reference',
+           'reference_diagnostics', 'score_run', 'transfer_models']
 
 # %% ../nbs/32_families.ipynb #7cf1271e
 @dataclass
@@ -483,13 +483,24 @@ def _load_reference(run_dir, device='cpu'):
 def _reference_scorer(l:Loaded, batch_size:int=64):
     return ContrastiveScorer(l.model, l.model.tokenize, l.model.preprocess, batch_size)
 
+def reference_diagnostics(l:Loaded, # a trained reference
+                          world, # its world (home training and validation pairs with categories)
+                          batch_size:int=64, # images encoded at once
+                         ) -> dict:
+    """Does the frozen pretrained encoder carry the home categories? A 22-way linear probe of its features (before the
+    heads) on the home images, the same probe as BabyLLaVA's encoder gets: what an upper bound whose heads never see a
+    home image can read from one."""
+    tr, va = world.home['train'], world.home['validation']
+    f = lambda ds: frozen_features(l.model, ds, batch_size, texts=False)[0]
+    return dict(vision_probe=linear_probe(f(tr), tr['category'], f(va), va['category']))
+
 register_family(Family(
     'reference', 'reference (upper bound)', ReferenceParams, train_reference, _load_reference, _reference_scorer,
     captioner=lambda l, bs, cands: _retrieval_of(l, bs, cands, _reference_scorer),
     blind=lambda l, bs, cands: BlankImageScorer(_reference_scorer(l, bs), l.model.image_size,
                                                 _retrieval_of(l, bs, cands, _reference_scorer) if cands else None),
     saved_as='lit-reference', files=('reference', 'heads.safetensors', 'model_config.json'), caption_kind='retrieved',
-    n_trained=lambda l: sum(t.numel() for t in l.model.heads.parameters()), upper_bound=True))
+    n_trained=lambda l: sum(t.numel() for t in l.model.heads.parameters()), upper_bound=True, diagnostics=reference_diagnostics))
 
 # %% ../nbs/32_families.ipynb #cad7a239
 BLIND_BENCHMARKS = ('vtwt', 'baby_winoground', 'saycam_caption') # where a model without its image is informative

@@ -25,7 +25,7 @@ TINY = [f'{f}.train.{k}={v}' for f in ('contrastive', 'hybrid', 'reference') for
         f'{f}.{ph}.{k}={v}' for f in ('generative', 'generative_llama') for ph, n in (('ssl_train', 20), ('language', 40), ('projector', 20), ('full', 30))
         for k, v in (('max_steps', n), ('eval_every', 10), ('ckpt_every', 20), ('batch_size', 32))] + [
         'world.labeled_s_per_category=10', 'world.n_vtwt=60', 'world.n_winoground=24', 'world.n_captions=22',
-        'world.n_web=200', 'world.real_photo_trials_per_image=1', 'world.n_home_train=1000', 'world.n_home_val=150']
+        'world.n_web=200', 'world.n_web_pretrain=100', 'world.real_photo_trials_per_image=1', 'world.n_home_train=1000', 'world.n_home_val=150']
 
 # CVCL for 10 steps, where only the path matters (the scaling study, the transfer condition end to end)
 SHORT_CVCL = ['contrastive.train.max_steps=10', 'contrastive.train.eval_every=5', 'contrastive.train.ckpt_every=10']

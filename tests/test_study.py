@@ -46,10 +46,13 @@ def test_every_benchmark_control_and_reference(study):
         assert (run_dir(sd, 'home', 0)/f).exists(), f
     ref = json.loads((run_dir(sd, 'reference', 0)/'metrics.json').read_text())
     assert ref['family'] == 'reference' and 0 <= ref['labeled_s']['accuracy'] <= 1
+    assert ref['n_train_pairs'] == 200 + 100   # the web pairs and the world's pretraining pool (world.n_web_pretrain)
+    pr = ref['diagnostics']['vision_probe']; assert pr['n_classes'] == 22 and 0 <= pr['accuracy'] <= 1   # its frozen encoder's probe
     html = (sd/'report.html').read_text()
     for s in ['Main table', 'reference (upper bound), reference', 'text prior (no image), home utterances', 'CVCL, home', 'Wino group',
               'BabyLLaVA-GPT2, home', 'BabyLLaVA-Llama, home', 'CoCa hybrid, home', 'with and without its image',
-              'Caption METEOR', 'Real photos', 'paper: CVCL', 'paper: CLIP-large', 'Claims', 'Verdicts:']:
+              'Caption METEOR', 'Real photos', 'paper: CVCL', 'paper: CLIP-large', 'Claims', 'Verdicts:',
+              'baby models below / above it', 'closest baby model']:
         assert s in html, s
 
 
