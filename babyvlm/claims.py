@@ -192,11 +192,14 @@ def paper_results(path:Path|str|None=None, # the data file (default `<params_dir
 def _conditions(side:dict) -> list:
     c = side['condition']; return list(c) if isinstance(c, (list, tuple)) else [c]
 
+def _run_key(r:dict) -> tuple:
+    "A run record's (family, data condition): the condition of its params (a study run's folder name adds the family)."
+    return r['metrics'].get('family'), r['params'].get('condition') or r['condition']
+
 def _runs_of(runs:list, side:dict) -> tuple[str, list]:
     "The first of the side's conditions that the study ran for its family, and those runs (or the first condition, [])."
     for cond in _conditions(side):
-        rs = [r for r in runs if r['metrics'] is not None and r['metrics'].get('family') == side['family']
-              and (r['params'].get('condition') or r['condition']) == cond]
+        rs = [r for r in runs if r['metrics'] is not None and _run_key(r) == (side['family'], cond)]
         if rs: return cond, rs
     return _conditions(side)[0], []
 
@@ -257,7 +260,7 @@ def upper_bound_check(runs:list, # `collect_runs` records of a study
     groups = {}
     for r in runs:
         if r['metrics'] is None: continue
-        groups.setdefault((r['metrics'].get('family', 'contrastive'), r['params'].get('condition') or r['condition']), []).append(r)
+        groups.setdefault(_run_key(r), []).append(r)
     rows = []
     for (uf, uc), urs in groups.items():
         if uf not in upper: continue

@@ -367,18 +367,23 @@ def train_generative(p:GenerativeParams, # the family's params (`vision: world` 
 def _gen_scorer(l:Loaded, batch_size:int=64, blind:bool=False) -> GenerativeScorer:
     return GenerativeScorer(l.model, l.tokenizer, batch_size, blind=blind)
 
+def _home_probe(world, # a world with home training and validation pairs (with categories)
+               features:Callable, # a pair dataset -> (N, D) image features
+              ) -> dict:
+    "A 22-way linear probe of `features` on the home images: trained on the training split, scored on the validation split."
+    tr, va = world.home['train'], world.home['validation']
+    return linear_probe(features(tr), tr['category'], features(va), va['category'])
+
 def generative_diagnostics(l:Loaded, # a trained BabyLLaVA
                            world, # its world (home training and validation pairs with categories)
                            batch_size:int=64, # scorer batch size
                           ) -> dict:
     """Does the model read its image, and does its encoder carry the categories? The image-dependence check on the
     aligned home validation pairs (`babyvlm.evaluate.image_dependence`) and a linear probe of the frozen features."""
-    tr, va = world.home['train'], world.home['validation']
+    va = world.home['validation']
     aligned = va.filter(lambda a: a, input_columns='aligned') if 'aligned' in va.column_names else va
     dep = image_dependence(_gen_scorer(l, batch_size), list(aligned['image']), list(aligned['text']), blind=_gen_scorer(l, batch_size, True))
-    probe = linear_probe(image_features(l.model.vision, tr).float().mean(1), tr['category'],
-                         image_features(l.model.vision, va).float().mean(1), va['category'])
-    return dict(image_dependence=dep, vision_probe=probe)
+    return dict(image_dependence=dep, vision_probe=_home_probe(world, lambda ds: image_features(l.model.vision, ds).float().mean(1)))
 
 def _generative_family(name:str, label:str, params:type, saved_as:str) -> Family:
     return Family(
@@ -490,9 +495,7 @@ def reference_diagnostics(l:Loaded, # a trained reference
     """Does the frozen pretrained encoder carry the home categories? A 22-way linear probe of its features (before the
     heads) on the home images, the same probe as BabyLLaVA's encoder gets: what an upper bound whose heads never see a
     home image can read from one."""
-    tr, va = world.home['train'], world.home['validation']
-    f = lambda ds: frozen_features(l.model, ds, batch_size, texts=False)[0]
-    return dict(vision_probe=linear_probe(f(tr), tr['category'], f(va), va['category']))
+    return dict(vision_probe=_home_probe(world, lambda ds: frozen_features(l.model, ds, batch_size, texts=False)[0]))
 
 register_family(Family(
     'reference', 'reference (upper bound)', ReferenceParams, train_reference, _load_reference, _reference_scorer,
